@@ -1,0 +1,26 @@
+/// @file
+/// @brief The collapse statistic: per-channel std of l2-normalised outputs over the batch.
+///
+/// SimSiam's failure mode is a constant output (paper Sec. 4.1, Fig. 2): the std of
+/// z / ||z|| over the batch then drops to 0, while for outputs spread over the unit sphere it
+/// is about 1/sqrt(d). The loss alone cannot tell the two apart early (both decrease).
+#pragma once
+
+#include <torch/torch.h>
+
+#include "simsiam/detail/check.hpp"
+
+namespace simsiam::functional {
+
+/// Mean over channels of the unbiased std over the batch of l2-normalised rows of z [B, d].
+/// ~1/sqrt(d) when healthy, -> 0 when collapsed (paper Fig. 2, middle).
+inline torch::Tensor collapse_std(const torch::Tensor& z) {
+  TORCH_CHECK(z.dim() == 2 && z.size(0) > 1 && z.size(1) > 0,
+              "simsiam::collapse_std: expected z of shape [B, d] with B > 1, got ",
+              detail::shape_string(z));
+  torch::NoGradGuard no_grad;
+  namespace F = torch::nn::functional;
+  return F::normalize(z, F::NormalizeFuncOptions().dim(1)).std(torch::IntArrayRef{0}, /*unbiased=*/true).mean();
+}
+
+}  // namespace simsiam::functional

@@ -1,0 +1,89 @@
+/// @file
+/// @brief Weighted k-nearest-neighbour classification of l2-normalised features.
+///
+/// The monitor of InstDisc (Wu et al. 2018) that the community runs with SimSiam: cosine
+/// similarity to a labelled feature bank, the k most similar vote with weight exp(sim / t).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "simsiam/detail/check.hpp"
+
+namespace simsiam {
+
+/// Options of the weighted kNN classifier.
+struct KnnOptions {
+  /// Neighbours that vote (200 in the CIFAR demos and the paper's kNN monitor).
+  TORCH_ARG(int64_t, k) = 200;
+  /// Temperature t of the vote weight exp(sim / t): 0.1 (CIFAR demos) or 0.2 (paper).
+  TORCH_ARG(double, temperature) = 0.1;
+  /// Queries scored at once; bounds memory to batch_size x bank size similarities.
+  TORCH_ARG(int64_t, batch_size) = 1024;
+};
+
+namespace detail {
+
+inline void check_knn_inputs(const torch::Tensor& queries, const torch::Tensor& bank,
+                             const torch::Tensor& bank_labels, int64_t num_classes,
+                             const KnnOptions& options) {
+  constexpr const char* kWhere = "simsiam::knn_scores";
+  TORCH_CHECK(queries.dim() == 2 && bank.dim() == 2 && queries.size(1) == bank.size(1), kWhere,
+              ": expected queries [Q, D] and bank [N, D] with one D, got queries ",
+              shape_string(queries), " and bank ", shape_string(bank));
+  TORCH_CHECK(bank.size(0) > 0, kWhere, ": expected a non-empty bank, got ", shape_string(bank));
+  TORCH_CHECK(bank_labels.dim() == 1 && bank_labels.size(0) == bank.size(0), kWhere,
+              ": expected bank_labels [", bank.size(0), "], got ", shape_string(bank_labels));
+  TORCH_CHECK(num_classes > 0, kWhere, ": expected num_classes > 0, got ", num_classes);
+  TORCH_CHECK(options.k() > 0 && options.temperature() > 0 && options.batch_size() > 0, kWhere,
+              ": expected k > 0, temperature > 0 and batch_size > 0, got k=", options.k(),
+              ", temperature=", options.temperature(), ", batch_size=", options.batch_size());
+  const int64_t low = bank_labels.min().item<int64_t>();
+  const int64_t high = bank_labels.max().item<int64_t>();
+  TORCH_CHECK(low >= 0 && high < num_classes, kWhere, ": expected bank_labels in [0, ",
+              num_classes, "), got values in [", low, ", ", high, "]");
+}
+
+}  // namespace detail
+
+/// Class scores [Q, num_classes] of each query: the sum of exp(sim / t) over its k nearest
+/// bank entries of that class. Features are l2-normalised here; `k` is capped at the bank size.
+inline torch::Tensor knn_scores(const torch::Tensor& queries, const torch::Tensor& bank,
+                                const torch::Tensor& bank_labels, int64_t num_classes,
+                                const KnnOptions& options = {}) {
+  detail::check_knn_inputs(queries, bank, bank_labels, num_classes, options);
+  torch::NoGradGuard no_grad;
+  namespace F = torch::nn::functional;
+  const auto normalize = F::NormalizeFuncOptions().dim(1);
+  const auto bank_t = F::normalize(bank, normalize).t();
+  const auto labels = bank_labels.to(torch::kLong);
+  const int64_t k = std::min(options.k(), bank.size(0));
+  auto scores = torch::zeros({queries.size(0), num_classes}, bank.options());
+  for (int64_t start = 0; start < queries.size(0); start += options.batch_size()) {
+    const int64_t end = std::min(start + options.batch_size(), queries.size(0));
+    const auto query = F::normalize(queries.slice(0, start, end), normalize);
+    auto [similarity, index] = query.matmul(bank_t).topk(k, /*dim=*/1);
+    const auto neighbour_labels = labels.index_select(0, index.flatten()).view_as(index);
+    scores.slice(0, start, end)
+        .scatter_add_(1, neighbour_labels, (similarity / options.temperature()).exp());
+  }
+  return scores;
+}
+
+/// Top-1 accuracy in [0, 1] of the weighted kNN classifier on labelled queries.
+inline double knn_accuracy(const torch::Tensor& queries, const torch::Tensor& query_labels,
+                           const torch::Tensor& bank, const torch::Tensor& bank_labels,
+                           int64_t num_classes, const KnnOptions& options = {}) {
+  TORCH_CHECK(query_labels.dim() == 1 && query_labels.size(0) == queries.size(0),
+              "simsiam::knn_accuracy: expected query_labels [", queries.size(0), "], got ",
+              detail::shape_string(query_labels));
+  const auto predicted = knn_scores(queries, bank, bank_labels, num_classes, options).argmax(1);
+  return predicted.eq(query_labels.to(predicted.device()).to(torch::kLong))
+      .to(torch::kDouble)
+      .mean()
+      .item<double>();
+}
+
+}  // namespace simsiam
