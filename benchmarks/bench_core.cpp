@@ -2,17 +2,24 @@
 // the official sizes (batch 256, d 2048, ResNet-50 features 2048, predictor 512). Items are
 // images; one item is both views of an image.
 //
-//   build/benchmarks/bench_core --benchmark_counters_tabular=true
+// glibc's default malloc returns freed activations to the OS every step; the program keeps them
+// (simsiam::keep_freed_memory) unless SIMSIAM_DEFAULT_MALLOC=1 is set, to show the difference.
+//
+//   build/benchmarks/bench_core --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
+#include <cstdlib>
 #include <simsiam/simsiam.hpp>
+#include <simsiam/train/allocator.hpp>
 
 namespace {
 
 constexpr int64_t kBatch = 256;
 constexpr int64_t kDim = 2048;
 
-void set_threads(const benchmark::State& state) { torch::set_num_threads(static_cast<int>(state.range(0))); }
+void set_threads(const benchmark::State& state) {
+  torch::set_num_threads(static_cast<int>(state.range(0)));
+}
 
 void BM_LossForwardBackward(benchmark::State& state) {
   set_threads(state);
@@ -53,7 +60,27 @@ void BM_HeadsForwardBackward(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_LossForwardBackward)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK(BM_HeadsForwardBackward)->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LossForwardBackward)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+BENCHMARK(BM_HeadsForwardBackward)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  const char* keep_default = std::getenv("SIMSIAM_DEFAULT_MALLOC");
+  const bool tuned =
+      !(keep_default && std::string(keep_default) == "1") && simsiam::keep_freed_memory();
+  benchmark::AddCustomContext("malloc", tuned ? "keep_freed_memory" : "glibc default");
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <simsiam/data/idx.hpp>
 #include <simsiam/simsiam.hpp>
+#include <simsiam/train/allocator.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -61,9 +62,11 @@ torch::Tensor augment(const torch::Tensor& images, torch::Generator& gen) {
   h = torch::where(any, h.gather(1, first), torch::ones_like(first, opts)).squeeze(1);
   const auto cx = (torch::rand({b}, gen, opts) * (1 - w) + w / 2) * 2 - 1;
   const auto cy = (torch::rand({b}, gen, opts) * (1 - h) + h / 2) * 2 - 1;
-  const auto flip = torch::where(torch::rand({b}, gen, opts) < 0.5, -torch::ones_like(w), torch::ones_like(w));
+  const auto flip =
+      torch::where(torch::rand({b}, gen, opts) < 0.5, -torch::ones_like(w), torch::ones_like(w));
   const auto zero = torch::zeros_like(w);
-  const auto theta = torch::stack({torch::stack({w * flip, zero, cx}, 1), torch::stack({zero, h, cy}, 1)}, 1);
+  const auto theta =
+      torch::stack({torch::stack({w * flip, zero, cx}, 1), torch::stack({zero, h, cy}, 1)}, 1);
   namespace F = torch::nn::functional;
   const auto grid = F::affine_grid(theta, images.sizes(), /*align_corners=*/false);
   auto out = F::grid_sample(images, grid,
@@ -78,7 +81,9 @@ torch::Tensor augment(const torch::Tensor& images, torch::Generator& gen) {
   return (out - kMean) / kStd;
 }
 
-torch::Tensor to_unit(const torch::Tensor& images_u8) { return images_u8.to(torch::kFloat).div(255); }
+torch::Tensor to_unit(const torch::Tensor& images_u8) {
+  return images_u8.to(torch::kFloat).div(255);
+}
 
 /// Backbone features of all images, in eval mode, in batches.
 torch::Tensor extract_features(simsiam::ConvNet& backbone, const torch::Tensor& images) {
@@ -102,6 +107,7 @@ double knn_top1(simsiam::ConvNet& backbone, const simsiam::LabeledImages& train,
 }
 
 int run(const Config& config) {
+  simsiam::keep_freed_memory();  // reuse activations' memory instead of page-faulting it back
   torch::set_num_threads(config.threads);
   torch::manual_seed(config.seed);
   simsiam::LabeledImages train, test;
@@ -120,14 +126,15 @@ int run(const Config& config) {
   const int64_t n = images.size(0);
   const int64_t steps_per_epoch = n / config.batch_size;  // drop_last, as the official loader
   if (steps_per_epoch == 0) {
-    std::cerr << "fashion_mnist: --batch-size " << config.batch_size << " exceeds the "
-              << n << " training images\n";
+    std::cerr << "fashion_mnist: --batch-size " << config.batch_size << " exceeds the " << n
+              << " training images\n";
     return 1;
   }
 
   simsiam::ConvNet backbone(simsiam::ConvNetOptions(1).widths({32, 64, 128, 256}));
   simsiam::SimSiam<simsiam::ConvNet> model(
-      backbone, simsiam::SimSiamOptions().dim(config.dim).pred_dim(config.pred_dim).projector_layers(2));
+      backbone,
+      simsiam::SimSiamOptions().dim(config.dim).pred_dim(config.pred_dim).projector_layers(2));
   const double random_knn = knn_top1(backbone, train, test, config);
   std::printf("kNN top-1 at random init: %.2f%%\n", 100 * random_knn);
 
@@ -135,15 +142,18 @@ int run(const Config& config) {
   auto options = [&] {
     return torch::optim::SGDOptions(lr).momentum(0.9).weight_decay(config.weight_decay);
   };
-  torch::optim::SGD sgd({torch::optim::OptimizerParamGroup(model->encoder_parameters(), std::make_unique<torch::optim::SGDOptions>(options())),
-                         torch::optim::OptimizerParamGroup(model->predictor_parameters(), std::make_unique<torch::optim::SGDOptions>(options()))},
-                        options());
+  torch::optim::SGD sgd(
+      {torch::optim::OptimizerParamGroup(model->encoder_parameters(),
+                                         std::make_unique<torch::optim::SGDOptions>(options())),
+       torch::optim::OptimizerParamGroup(model->predictor_parameters(),
+                                         std::make_unique<torch::optim::SGDOptions>(options()))},
+      options());
   simsiam::SymmetricLoss<> criterion;
   auto gen = at::detail::createCPUGenerator(config.seed);
 
   std::printf("SimSiam on Fashion-MNIST: %lld images, batch %lld, %d epochs, lr %.4f, %d threads\n",
-              static_cast<long long>(n), static_cast<long long>(config.batch_size), config.epochs, lr,
-              config.threads);
+              static_cast<long long>(n), static_cast<long long>(config.batch_size), config.epochs,
+              lr, config.threads);
   const auto start = std::chrono::steady_clock::now();
   for (int epoch = 0; epoch < config.epochs; ++epoch) {
     // Cosine decay per epoch for the encoder; the predictor keeps the initial lr (--fix-pred-lr).
@@ -176,10 +186,11 @@ int run(const Config& config) {
   const double trained_knn = knn_top1(backbone, train, test, config);
   const double minutes =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
-  std::printf("kNN top-1 (k=%lld, t=%.2f) on the 10k test set: %.2f%% after SimSiam vs %.2f%% at "
-              "random init (%+.2f points), training took %.1f min\n",
-              static_cast<long long>(config.knn_k), config.knn_t, 100 * trained_knn,
-              100 * random_knn, 100 * (trained_knn - random_knn), minutes);
+  std::printf(
+      "kNN top-1 (k=%lld, t=%.2f) on the 10k test set: %.2f%% after SimSiam vs %.2f%% at "
+      "random init (%+.2f points), training took %.1f min\n",
+      static_cast<long long>(config.knn_k), config.knn_t, 100 * trained_knn, 100 * random_knn,
+      100 * (trained_knn - random_knn), minutes);
   return 0;
 }
 
@@ -190,20 +201,37 @@ int main(int argc, char** argv) {
   CLI::App app{"SimSiam quick start: self-supervised pretraining on Fashion-MNIST (CPU)"};
   app.add_option("--data", config.data, "Directory with the Fashion-MNIST IDX files")
       ->capture_default_str();
-  app.add_option("--epochs", config.epochs, "Pretraining epochs")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--epochs", config.epochs, "Pretraining epochs")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--batch-size", config.batch_size, "Images per batch (two views each)")
-      ->capture_default_str()->check(CLI::Range(int64_t{2}, int64_t{60000}));
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{2}, int64_t{60000}));
   app.add_option("--lr", config.base_lr, "Base learning rate, scaled by batch/256")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--wd", config.weight_decay, "Weight decay")->capture_default_str()->check(CLI::NonNegativeNumber);
-  app.add_option("--threads", config.threads, "CPU threads for LibTorch")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--dim", config.dim, "Projector output dimension")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--pred-dim", config.pred_dim, "Predictor hidden dimension")->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--wd", config.weight_decay, "Weight decay")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", config.threads, "CPU threads for LibTorch")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--dim", config.dim, "Projector output dimension")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--pred-dim", config.pred_dim, "Predictor hidden dimension")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--seed", config.seed, "Random seed")->capture_default_str();
-  app.add_option("--knn-k", config.knn_k, "Neighbours for the kNN monitor")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--knn-t", config.knn_t, "Temperature of the kNN monitor")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--knn-k", config.knn_k, "Neighbours for the kNN monitor")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--knn-t", config.knn_t, "Temperature of the kNN monitor")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   app.add_option("--train-subset", config.train_subset, "Pretrain on the first N images (0: all)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   try {
     return run(config);

@@ -33,7 +33,8 @@ NamedShapes fixture_shapes(const nlohmann::json& list) {
 TEST_CASE("ResNet parameter and buffer names, shapes and counts equal torchvision's", "[resnet]") {
   for (const int depth : {18, 34, 50, 101}) {
     INFO("resnet" << depth);
-    const auto& expected = core_fixtures().at("resnet_structure").at("resnet" + std::to_string(depth));
+    const auto& expected =
+        core_fixtures().at("resnet_structure").at("resnet" + std::to_string(depth));
     simsiam::ResNet net{simsiam::ResNetOptions(depth)};
     CHECK(named_shapes(net->named_parameters()) == fixture_shapes(expected.at("parameters")));
     CHECK(named_shapes(net->named_buffers()) == fixture_shapes(expected.at("buffers")));
@@ -65,12 +66,14 @@ TEST_CASE("zero_init_residual zeroes the last BN gamma of every block and nothin
     size_t zeroed = 0;
     for (const auto& p : net->named_parameters()) {
       const auto& name = p.key();
-      const bool is_last_bn = name.size() > last_bn.size() &&
-                              name.compare(name.size() - last_bn.size(), last_bn.size(), last_bn) == 0;
+      const bool is_last_bn =
+          name.size() > last_bn.size() &&
+          name.compare(name.size() - last_bn.size(), last_bn.size(), last_bn) == 0;
       if (is_last_bn) {
         CHECK(p.value().abs().max().item<float>() == 0.0f);
         ++zeroed;
-      } else if (name.find("bn") != std::string::npos && name.find(".weight") != std::string::npos) {
+      } else if (name.find("bn") != std::string::npos &&
+                 name.find(".weight") != std::string::npos) {
         CHECK(p.value().min().item<float>() == 1.0f);
       }
     }
@@ -129,8 +132,9 @@ TEST_CASE("CIFAR stem keeps 32x32 inputs at full resolution until layer2", "[res
 TEST_CASE("bad ResNet options and inputs fail clearly", "[resnet][errors]") {
   CHECK_THROWS_WITH(simsiam::ResNetOptions(20),
                     Catch::Contains("expected depth 18, 34, 50, 101 or 152, got 20"));
-  CHECK_THROWS_WITH(simsiam::ResNet(simsiam::ResNetOptions(simsiam::ResNetBlock::kBasic, {2, 2, 2})),
-                    Catch::Contains("expected 4 stages of at least one block each, got [2, 2, 2]"));
+  CHECK_THROWS_WITH(
+      simsiam::ResNet(simsiam::ResNetOptions(simsiam::ResNetBlock::kBasic, {2, 2, 2})),
+      Catch::Contains("expected 4 stages of at least one block each, got [2, 2, 2]"));
   auto net = simsiam::resnet18();
   CHECK_THROWS_WITH(net->forward(torch::randn({2, 1, 32, 32})),
                     Catch::Contains("expected images of shape [B, 3, H, W], got [2, 1, 32, 32]"));

@@ -17,8 +17,8 @@ namespace fs = std::filesystem;
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() / ("simsiam_idx_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter()++));
+    path = fs::temp_directory_path() /
+           ("simsiam_idx_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
     fs::create_directories(path);
   }
   ~TempDir() { fs::remove_all(path); }
@@ -38,13 +38,15 @@ std::string header(unsigned char type, const std::vector<uint32_t>& dims) {
 }
 
 void write_raw(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 void write_gz(const std::string& path, const std::string& bytes) {
   gzFile f = gzopen(path.c_str(), "wb");
   REQUIRE(f != nullptr);
-  REQUIRE(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) == static_cast<int>(bytes.size()));
+  REQUIRE(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())) ==
+          static_cast<int>(bytes.size()));
   gzclose(f);
 }
 
@@ -77,7 +79,8 @@ TEST_CASE("read_idx converts big-endian int32 and float values", "[idx]") {
     for (int shift : {24, 16, 8, 0}) ints.push_back(static_cast<char>((v >> shift) & 0xFF));
   }
   write_gz(dir.file("i.gz"), ints);
-  CHECK(torch::equal(simsiam::read_idx(dir.file("i.gz")), torch::tensor({1, 256, -1}, torch::kInt)));
+  CHECK(
+      torch::equal(simsiam::read_idx(dir.file("i.gz")), torch::tensor({1, 256, -1}, torch::kInt)));
   std::string floats = header(0x0D, {1});
   floats += std::string{'\x3f', '\x80', '\0', '\0'};  // 1.0f big-endian
   write_raw(dir.file("f.idx"), floats);
@@ -117,10 +120,10 @@ TEST_CASE("malformed IDX files fail with the path and the reason", "[idx][errors
 
 TEST_CASE("read_mnist names the files it looked for", "[idx][errors]") {
   TempDir dir;
-  CHECK_THROWS_WITH(simsiam::read_mnist(dir.path.string(), true),
-                    Catch::Contains("expected '" + dir.file("train-images-idx3-ubyte") +
-                                    ".gz' or '" + dir.file("train-images-idx3-ubyte") +
-                                    "', found neither"));
+  CHECK_THROWS_WITH(
+      simsiam::read_mnist(dir.path.string(), true),
+      Catch::Contains("expected '" + dir.file("train-images-idx3-ubyte") + ".gz' or '" +
+                      dir.file("train-images-idx3-ubyte") + "', found neither"));
 }
 
 TEST_CASE("Debian's Fashion-MNIST test set has 10,000 28x28 images, 1,000 per class", "[idx]") {

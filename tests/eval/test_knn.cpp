@@ -13,7 +13,8 @@ torch::Tensor reference_scores(const torch::Tensor& queries, const torch::Tensor
   const auto b = F::normalize(bank, F::NormalizeFuncOptions().dim(1));
   auto [weight, index] = q.matmul(b.t()).topk(k, -1);
   const auto neighbour = labels.expand({q.size(0), -1}).gather(-1, index);
-  const auto one_hot = torch::zeros({q.size(0) * k, classes}).scatter(-1, neighbour.reshape({-1, 1}), 1.0);
+  const auto one_hot =
+      torch::zeros({q.size(0) * k, classes}).scatter(-1, neighbour.reshape({-1, 1}), 1.0);
   return (one_hot.view({q.size(0), -1, classes}) * (weight / t).exp().unsqueeze(-1)).sum(1);
 }
 
@@ -66,7 +67,7 @@ TEST_CASE("bad kNN inputs fail clearly", "[knn][errors]") {
                     Catch::Contains("expected bank_labels [10], got [9]"));
   CHECK_THROWS_WITH(simsiam::knn_scores(torch::randn({3, 4}), bank, labels + 2, 2),
                     Catch::Contains("expected bank_labels in [0, 2), got values in [2, 2]"));
-  CHECK_THROWS_WITH(simsiam::knn_scores(torch::randn({3, 4}), bank, labels, 2,
-                                        simsiam::KnnOptions().k(0)),
-                    Catch::Contains("expected k > 0, temperature > 0 and batch_size > 0, got k=0"));
+  CHECK_THROWS_WITH(
+      simsiam::knn_scores(torch::randn({3, 4}), bank, labels, 2, simsiam::KnnOptions().k(0)),
+      Catch::Contains("expected k > 0, temperature > 0 and batch_size > 0, got k=0"));
 }

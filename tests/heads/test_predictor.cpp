@@ -12,7 +12,8 @@ TEST_CASE("default predictor is the official bottleneck", "[heads]") {
     names.push_back(p.key());
     CHECK(p.value().requires_grad());
   }
-  CHECK((names == std::vector<std::string>{"0.weight", "1.weight", "1.bias", "3.weight", "3.bias"}));
+  CHECK(
+      (names == std::vector<std::string>{"0.weight", "1.weight", "1.bias", "3.weight", "3.bias"}));
   const auto params = predictor->named_parameters();
   CHECK(params["0.weight"].sizes() == torch::IntArrayRef({512, 2048}));
   CHECK(params["3.weight"].sizes() == torch::IntArrayRef({2048, 512}));
@@ -20,7 +21,8 @@ TEST_CASE("default predictor is the official bottleneck", "[heads]") {
 }
 
 TEST_CASE("predictor output BN ablation adds a non-affine BN", "[heads]") {
-  simsiam::Predictor predictor(simsiam::PredictorOptions(16).hidden_features(4).output_batch_norm(true));
+  simsiam::Predictor predictor(
+      simsiam::PredictorOptions(16).hidden_features(4).output_batch_norm(true));
   auto bn = predictor->named_modules()["4"]->as<torch::nn::BatchNorm1d>();
   REQUIRE(bn != nullptr);
   CHECK_FALSE(bn->options.affine());

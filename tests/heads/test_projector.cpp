@@ -20,13 +20,13 @@ TEST_CASE("default projector is the official 3-layer head", "[heads]") {
   using Shapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
   // encoder.fc of builder.py: 0 Linear, 1 BN, 2 ReLU, 3 Linear, 4 BN, 5 ReLU, 6 Linear, 7 BN.
   CHECK((named_shapes(*projector) == Shapes{{"0.weight", {2048, 2048}},
-                                           {"1.weight", {2048}},
-                                           {"1.bias", {2048}},
-                                           {"3.weight", {2048, 2048}},
-                                           {"4.weight", {2048}},
-                                           {"4.bias", {2048}},
-                                           {"6.weight", {2048, 2048}},
-                                           {"6.bias", {2048}}}));
+                                            {"1.weight", {2048}},
+                                            {"1.bias", {2048}},
+                                            {"3.weight", {2048, 2048}},
+                                            {"4.weight", {2048}},
+                                            {"4.bias", {2048}},
+                                            {"6.weight", {2048, 2048}},
+                                            {"6.bias", {2048}}}));
   auto output_bn = projector->named_modules()["7"]->as<torch::nn::BatchNorm1d>();
   REQUIRE(output_bn != nullptr);
   CHECK_FALSE(output_bn->options.affine());
@@ -46,14 +46,16 @@ TEST_CASE("CIFAR projector has 2 layers and configurable widths", "[heads]") {
 }
 
 TEST_CASE("projector without output BN keeps a trainable last bias", "[heads]") {
-  simsiam::Projector projector(simsiam::ProjectorOptions(8).out_features(4).output_batch_norm(false));
+  simsiam::Projector projector(
+      simsiam::ProjectorOptions(8).out_features(4).output_batch_norm(false));
   const auto params = projector->named_parameters();
   CHECK(params["6.bias"].requires_grad());
   CHECK_FALSE(projector->named_modules().contains("7"));
 }
 
 TEST_CASE("projector without hidden BN puts biases on hidden layers (ablation)", "[heads]") {
-  simsiam::Projector projector(simsiam::ProjectorOptions(8).out_features(4).hidden_batch_norm(false));
+  simsiam::Projector projector(
+      simsiam::ProjectorOptions(8).out_features(4).hidden_batch_norm(false));
   const auto params = projector->named_parameters();
   CHECK(params.contains("0.bias"));  // Linear ReLU Linear ReLU Linear BN -> 0, 2, 4, 5
   CHECK(params.contains("2.bias"));
@@ -84,8 +86,9 @@ TEST_CASE("bad projector options and inputs fail clearly", "[heads][errors]") {
   CHECK_THROWS_WITH(simsiam::Projector(simsiam::ProjectorOptions(8).hidden_features(0)),
                     Catch::Contains("hidden_features=0"));
   simsiam::Projector projector(simsiam::ProjectorOptions(8).out_features(4));
-  CHECK_THROWS_WITH(projector->forward(torch::randn({4, 6})),
-                    Catch::Contains("simsiam::Projector: expected input of shape [B, 8], got [4, 6]"));
+  CHECK_THROWS_WITH(
+      projector->forward(torch::randn({4, 6})),
+      Catch::Contains("simsiam::Projector: expected input of shape [B, 8], got [4, 6]"));
 }
 
 TEST_CASE("projector clones into an independent copy", "[heads]") {

@@ -39,7 +39,8 @@ void check_case(const std::string& name, const Inputs& in, const torch::Tensor& 
 
 TEST_CASE("default loss equals the official criterion and its gradients", "[loss]") {
   auto in = fixture_inputs();
-  check_case("cosine_symmetric", in, simsiam::functional::symmetric_loss(in.p1, in.p2, in.z1, in.z2));
+  check_case("cosine_symmetric", in,
+             simsiam::functional::symmetric_loss(in.p1, in.p2, in.z1, in.z2));
 }
 
 TEST_CASE("module form equals the functional form", "[loss]") {
@@ -58,9 +59,9 @@ TEST_CASE("stop_gradient(false) lets gradients reach the targets", "[loss]") {
 TEST_CASE("asymmetric form is D(p1, stopgrad(z2)) and ignores p2, z1", "[loss]") {
   auto in = fixture_inputs();
   const auto options = simsiam::SymmetricLossOptions().form(simsiam::LossForm::kAsymmetric);
-  check_case("cosine_asymmetric", in,
-             simsiam::functional::symmetric_loss(in.p1, torch::Tensor(), torch::Tensor(), in.z2,
-                                                 options));
+  check_case(
+      "cosine_asymmetric", in,
+      simsiam::functional::symmetric_loss(in.p1, torch::Tensor(), torch::Tensor(), in.z2, options));
   CHECK(simsiam::functional::asymmetric_loss(in.p1, in.z2).item<double>() ==
         Approx(core_fixtures()["loss"]["cosine_asymmetric"]["loss"].get<double>()).margin(1e-6));
 }

@@ -20,11 +20,8 @@ Model tiny_model(bool stop_gradient) {
       torch::nn::Conv2d(torch::nn::Conv2dOptions(3, 4, 3).padding(1).bias(false)),
       torch::nn::BatchNorm2d(4), torch::nn::ReLU(), torch::nn::AdaptiveAvgPool2d(1),
       torch::nn::Flatten());
-  Model model(backbone, simsiam::SimSiamOptions()
-                            .feature_dim(4)
-                            .dim(6)
-                            .pred_dim(3)
-                            .stop_gradient(stop_gradient));
+  Model model(backbone, simsiam::SimSiamOptions().feature_dim(4).dim(6).pred_dim(3).stop_gradient(
+                            stop_gradient));
   simsiam::testing::fill_named(*model);
   return model;
 }
@@ -100,8 +97,8 @@ TEST_CASE("with stop-gradient, dL/dz flows only through the predictor", "[model]
     } else {
       CHECK(direct.abs().max().item<double>() > 1e-3);  // the target branch carries gradient too
     }
-    const auto& expected = core_fixtures().at("model").at(stop_gradient ? "stop_gradient"
-                                                                        : "no_stop_gradient");
+    const auto& expected =
+        core_fixtures().at("model").at(stop_gradient ? "stop_gradient" : "no_stop_gradient");
     CHECK_TENSOR_NEAR(z1.grad(), tensor_of(expected.at("grad_z1")), 1e-5);
     CHECK_TENSOR_NEAR(z2.grad(), tensor_of(expected.at("grad_z2")), 1e-5);
   }
@@ -119,8 +116,9 @@ TEST_CASE("the two views go through separate passes (per-view BN statistics)", "
 }
 
 TEST_CASE("parameter groups split encoder and predictor", "[model]") {
-  simsiam::SimSiam<simsiam::ConvNet> model(simsiam::ConvNet(simsiam::ConvNetOptions(1).widths({8, 16})),
-                                           simsiam::SimSiamOptions().dim(32).pred_dim(8));
+  simsiam::SimSiam<simsiam::ConvNet> model(
+      simsiam::ConvNet(simsiam::ConvNetOptions(1).widths({8, 16})),
+      simsiam::SimSiamOptions().dim(32).pred_dim(8));
   CHECK(model->projector()->options.in_features() == 16);  // asked the backbone's feature_dim()
   const auto encoder = model->encoder_parameters();
   const auto predictor = model->predictor_parameters();
@@ -146,7 +144,8 @@ TEST_CASE("model errors name what was expected", "[model][errors]") {
                     Catch::Contains("expected two views of one shape, got x1 [4, 3, 5, 5] and "
                                     "x2 [2, 3, 5, 5]"));
   CHECK_THROWS_WITH(
-      (Model(torch::nn::Sequential(torch::nn::Flatten()), simsiam::Projector(simsiam::ProjectorOptions(4).out_features(6)),
+      (Model(torch::nn::Sequential(torch::nn::Flatten()),
+             simsiam::Projector(simsiam::ProjectorOptions(4).out_features(6)),
              simsiam::Predictor(simsiam::PredictorOptions(8)))),
       Catch::Contains("expected the predictor to map the projector's output width 6 to itself, "
                       "got 8 -> 8"));

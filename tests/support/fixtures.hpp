@@ -58,12 +58,12 @@ inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
 }  // namespace simsiam::testing
 
 /// Checks that two tensors have one shape and agree within `tol` everywhere.
-#define CHECK_TENSOR_NEAR(actual, expected, tol)                                             \
-  do {                                                                                       \
-    const auto simsiam_a = (actual);                                                         \
-    const auto simsiam_e = (expected);                                                       \
-    REQUIRE(simsiam_a.sizes() == simsiam_e.sizes());                                         \
-    INFO("max |difference| = " << simsiam::testing::max_abs_diff(simsiam_a, simsiam_e));    \
-    CHECK(torch::allclose(simsiam_a.to(torch::kDouble), simsiam_e.to(torch::kDouble), 0.0, \
-                          (tol)));                                                           \
+#define CHECK_TENSOR_NEAR(actual, expected, tol)                                                  \
+  do {                                                                                            \
+    const auto simsiam_a = (actual);                                                              \
+    const auto simsiam_e = (expected);                                                            \
+    REQUIRE(simsiam_a.sizes() == simsiam_e.sizes());                                              \
+    INFO("max |difference| = " << simsiam::testing::max_abs_diff(simsiam_a, simsiam_e));          \
+    CHECK(                                                                                        \
+        torch::allclose(simsiam_a.to(torch::kDouble), simsiam_e.to(torch::kDouble), 0.0, (tol))); \
   } while (false)

@@ -22,11 +22,13 @@ struct ConvNetOptions {
 
   /// Input channels (1 for Fashion-MNIST, 3 for RGB).
   TORCH_ARG(int64_t, in_channels);
-  /// Output channels of each stage; every stage after the first halves the resolution.
+  /// Output channels of each stage; every stage halves the resolution (28 -> 14 -> 7 -> 4 -> 2).
   TORCH_ARG(std::vector<int64_t>, widths) = std::vector<int64_t>{32, 64, 128, 256};
 };
 
-/// Stages of conv3x3-BN-ReLU (stride 1, then 2, 2, ...), then global average pooling.
+/// Stages of conv3x3/2-BN-ReLU, then global average pooling. All convolutions are strided: on
+/// CPU, stride-1 3x3 convolutions at full resolution cost several times more than the rest of
+/// the network together, for little gain on 28x28 images.
 class ConvNetImpl : public torch::nn::Cloneable<ConvNetImpl> {
  public:
   explicit ConvNetImpl(ConvNetOptions options = {}) : options(std::move(options)) { reset(); }
@@ -42,10 +44,8 @@ class ConvNetImpl : public torch::nn::Cloneable<ConvNetImpl> {
     int64_t in = options.in_channels();
     for (size_t i = 0; i < widths.size(); ++i) {
       torch::nn::Sequential stage(
-          torch::nn::Conv2d(torch::nn::Conv2dOptions(in, widths[i], 3)
-                                .stride(i == 0 ? 1 : 2)
-                                .padding(1)
-                                .bias(false)),
+          torch::nn::Conv2d(
+              torch::nn::Conv2dOptions(in, widths[i], 3).stride(2).padding(1).bias(false)),
           torch::nn::BatchNorm2d(widths[i]), torch::nn::ReLU(torch::nn::ReLUOptions(true)));
       stages_.push_back(register_module("stage" + std::to_string(i + 1), stage));
       in = widths[i];

@@ -29,11 +29,21 @@ struct ResNetOptions {
   /// Depth 18, 34, 50, 101 or 152 picks torchvision's block type and layer counts.
   explicit ResNetOptions(int64_t depth) {
     switch (depth) {
-      case 18: block_ = ResNetBlock::kBasic, layers_ = {2, 2, 2, 2}; break;
-      case 34: block_ = ResNetBlock::kBasic, layers_ = {3, 4, 6, 3}; break;
-      case 50: block_ = ResNetBlock::kBottleneck, layers_ = {3, 4, 6, 3}; break;
-      case 101: block_ = ResNetBlock::kBottleneck, layers_ = {3, 4, 23, 3}; break;
-      case 152: block_ = ResNetBlock::kBottleneck, layers_ = {3, 8, 36, 3}; break;
+      case 18:
+        block_ = ResNetBlock::kBasic, layers_ = {2, 2, 2, 2};
+        break;
+      case 34:
+        block_ = ResNetBlock::kBasic, layers_ = {3, 4, 6, 3};
+        break;
+      case 50:
+        block_ = ResNetBlock::kBottleneck, layers_ = {3, 4, 6, 3};
+        break;
+      case 101:
+        block_ = ResNetBlock::kBottleneck, layers_ = {3, 4, 23, 3};
+        break;
+      case 152:
+        block_ = ResNetBlock::kBottleneck, layers_ = {3, 8, 36, 3};
+        break;
       default:
         TORCH_CHECK(false, "simsiam::ResNetOptions: expected depth 18, 34, 50, 101 or 152, got ",
                     depth);
@@ -72,8 +82,8 @@ inline torch::nn::Conv2d resnet_conv(int64_t in, int64_t out, int64_t kernel, in
 inline torch::nn::Sequential register_downsample(torch::nn::Module& block, int64_t in, int64_t out,
                                                  int64_t stride) {
   if (stride == 1 && in == out) return nullptr;
-  return block.register_module(
-      "downsample", torch::nn::Sequential(resnet_conv(in, out, 1, stride), torch::nn::BatchNorm2d(out)));
+  return block.register_module("downsample", torch::nn::Sequential(resnet_conv(in, out, 1, stride),
+                                                                   torch::nn::BatchNorm2d(out)));
 }
 
 }  // namespace detail
@@ -170,19 +180,19 @@ class ResNetImpl : public torch::nn::Cloneable<ResNetImpl> {
                 "simsiam::ResNet: expected in_channels > 0 and num_classes >= 0, got in_channels=",
                 options.in_channels(), ", num_classes=", options.num_classes());
     const bool cifar = options.stem() == ResNetStem::kCifar;
-    conv1 = register_module("conv1", cifar ? detail::resnet_conv(options.in_channels(), 64, 3, 1)
-                                           : torch::nn::Conv2d(torch::nn::Conv2dOptions(
-                                                                   options.in_channels(), 64, 7)
-                                                                   .stride(2)
-                                                                   .padding(3)
-                                                                   .bias(false)));
+    conv1 = register_module(
+        "conv1", cifar ? detail::resnet_conv(options.in_channels(), 64, 3, 1)
+                       : torch::nn::Conv2d(torch::nn::Conv2dOptions(options.in_channels(), 64, 7)
+                                               .stride(2)
+                                               .padding(3)
+                                               .bias(false)));
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(64));
     inplanes_ = 64;
     const int64_t widths[] = {64, 128, 256, 512};
     for (int64_t stage = 0; stage < 4; ++stage) {
-      stages_[stage] = register_module(
-          "layer" + std::to_string(stage + 1),
-          make_stage(widths[stage], options.layers()[stage], stage == 0 ? 1 : 2));
+      stages_[stage] =
+          register_module("layer" + std::to_string(stage + 1),
+                          make_stage(widths[stage], options.layers()[stage], stage == 0 ? 1 : 2));
     }
     if (options.num_classes() > 0) {
       fc = register_module("fc", torch::nn::Linear(feature_dim(), options.num_classes()));
@@ -259,7 +269,8 @@ class ResNetImpl : public torch::nn::Cloneable<ResNetImpl> {
     if (!options.zero_init_residual()) return;
     for (auto& stage : stages_) {
       for (auto& block : stage->children()) {
-        if (auto* basic = block->as<BasicBlock>()) torch::nn::init::zeros_(basic->last_bn()->weight);
+        if (auto* basic = block->as<BasicBlock>())
+          torch::nn::init::zeros_(basic->last_bn()->weight);
         if (auto* bottleneck = block->as<Bottleneck>()) {
           torch::nn::init::zeros_(bottleneck->last_bn()->weight);
         }

@@ -40,8 +40,8 @@ inline void gz_read_exact(gzFile_s* file, void* data, size_t size, const std::st
     if (got < 0) {
       int code = 0;
       const char* message = gzerror(file, &code);
-      TORCH_CHECK(false, "simsiam::read_idx: '", path, "' is corrupt (", message, ") while reading ",
-                  what);
+      TORCH_CHECK(false, "simsiam::read_idx: '", path, "' is corrupt (", message,
+                  ") while reading ", what);
     }
     TORCH_CHECK(got > 0, "simsiam::read_idx: '", path, "' is truncated: expected ", size,
                 " bytes of ", what, ", got ", done);
@@ -52,12 +52,18 @@ inline void gz_read_exact(gzFile_s* file, void* data, size_t size, const std::st
 /// dtype and element size of an IDX type code.
 inline std::pair<torch::ScalarType, size_t> idx_type(int code, const std::string& path) {
   switch (code) {
-    case 0x08: return {torch::kUInt8, 1};
-    case 0x09: return {torch::kInt8, 1};
-    case 0x0B: return {torch::kInt16, 2};
-    case 0x0C: return {torch::kInt32, 4};
-    case 0x0D: return {torch::kFloat32, 4};
-    case 0x0E: return {torch::kFloat64, 8};
+    case 0x08:
+      return {torch::kUInt8, 1};
+    case 0x09:
+      return {torch::kInt8, 1};
+    case 0x0B:
+      return {torch::kInt16, 2};
+    case 0x0C:
+      return {torch::kInt32, 4};
+    case 0x0D:
+      return {torch::kFloat32, 4};
+    case 0x0E:
+      return {torch::kFloat64, 8};
     default:
       TORCH_CHECK(false, "simsiam::read_idx: '", path,
                   "' is not an IDX file: expected a type code of 0x08, 0x09, 0x0B, 0x0C, 0x0D or "
@@ -129,8 +135,8 @@ inline LabeledImages read_mnist(const std::string& dir, bool train) {
     for (const auto& name : {base.string() + ".gz", base.string()}) {
       if (std::filesystem::is_regular_file(name)) return name;
     }
-    TORCH_CHECK(false, "simsiam::read_mnist: expected '", base.string(), ".gz' or '",
-                base.string(), "', found neither");
+    TORCH_CHECK(false, "simsiam::read_mnist: expected '", base.string(), ".gz' or '", base.string(),
+                "', found neither");
   };
   auto images = read_idx(find(prefix + "-images-idx3-ubyte"));
   auto labels = read_idx(find(prefix + "-labels-idx1-ubyte"));

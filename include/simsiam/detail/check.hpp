@@ -24,8 +24,8 @@ inline void check_pair(const char* where, const char* a_name, const torch::Tenso
               " to be defined [B, D] tensors, got ", a_name, " ", shape_string(a), " and ", b_name,
               " ", shape_string(b));
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2, where, ": expected ", a_name, " and ", b_name,
-              " to be 2-D [B, D] tensors, got ", a_name, " ", shape_string(a), " and ", b_name,
-              " ", shape_string(b));
+              " to be 2-D [B, D] tensors, got ", a_name, " ", shape_string(a), " and ", b_name, " ",
+              shape_string(b));
   TORCH_CHECK(a.sizes() == b.sizes(), where, ": expected ", a_name, " and ", b_name,
               " to have the same shape, got ", a_name, " ", shape_string(a), " and ", b_name, " ",
               shape_string(b));

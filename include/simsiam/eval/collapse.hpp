@@ -20,7 +20,9 @@ inline torch::Tensor collapse_std(const torch::Tensor& z) {
               detail::shape_string(z));
   torch::NoGradGuard no_grad;
   namespace F = torch::nn::functional;
-  return F::normalize(z, F::NormalizeFuncOptions().dim(1)).std(torch::IntArrayRef{0}, /*unbiased=*/true).mean();
+  return F::normalize(z, F::NormalizeFuncOptions().dim(1))
+      .std(torch::IntArrayRef{0}, /*unbiased=*/true)
+      .mean();
 }
 
 }  // namespace simsiam::functional

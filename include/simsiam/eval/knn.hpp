@@ -42,8 +42,8 @@ inline void check_knn_inputs(const torch::Tensor& queries, const torch::Tensor& 
               ", temperature=", options.temperature(), ", batch_size=", options.batch_size());
   const int64_t low = bank_labels.min().item<int64_t>();
   const int64_t high = bank_labels.max().item<int64_t>();
-  TORCH_CHECK(low >= 0 && high < num_classes, kWhere, ": expected bank_labels in [0, ",
-              num_classes, "), got values in [", low, ", ", high, "]");
+  TORCH_CHECK(low >= 0 && high < num_classes, kWhere, ": expected bank_labels in [0, ", num_classes,
+              "), got values in [", low, ", ", high, "]");
 }
 
 }  // namespace detail

@@ -41,9 +41,10 @@ class PredictorImpl : public detail::MlpHead<PredictorImpl> {
 
   /// The layer widths and switches these options describe.
   detail::MlpSpec spec() const {
-    return {"simsiam::Predictor", options.in_features(), options.hidden_features(),
-            options.out_features().value_or(options.in_features()), options.num_layers(),
-            options.hidden_batch_norm(), options.output_batch_norm()};
+    return {"simsiam::Predictor",       options.in_features(),
+            options.hidden_features(),  options.out_features().value_or(options.in_features()),
+            options.num_layers(),       options.hidden_batch_norm(),
+            options.output_batch_norm()};
   }
 };
 

@@ -42,9 +42,13 @@ class ProjectorImpl : public detail::MlpHead<ProjectorImpl> {
 
   /// The layer widths and switches these options describe.
   detail::MlpSpec spec() const {
-    return {"simsiam::Projector", options.in_features(),
-            options.hidden_features().value_or(options.in_features()), options.out_features(),
-            options.num_layers(), options.hidden_batch_norm(), options.output_batch_norm()};
+    return {"simsiam::Projector",
+            options.in_features(),
+            options.hidden_features().value_or(options.in_features()),
+            options.out_features(),
+            options.num_layers(),
+            options.hidden_batch_norm(),
+            options.output_batch_norm()};
   }
 };
 

@@ -59,7 +59,9 @@ torch::Tensor symmetric_loss(const torch::Tensor& p1, const torch::Tensor& p2,
   }
   detail::check_pair(kWhere, "p2", p2, "z1", z1);
   detail::check_pair(kWhere, "p1", p1, "p2", p2);
-  const auto target = [&](const torch::Tensor& z) { return options.stop_gradient() ? z.detach() : z; };
+  const auto target = [&](const torch::Tensor& z) {
+    return options.stop_gradient() ? z.detach() : z;
+  };
   return (similarity(p1, target(z2)).mean() + similarity(p2, target(z1)).mean()) * 0.5;
 }
 
@@ -83,7 +85,8 @@ class SymmetricLossImpl : public torch::nn::Cloneable<SymmetricLossImpl<Similari
 
   void pretty_print(std::ostream& stream) const override {
     static const char* const kForms[] = {"symmetric", "asymmetric", "asymmetric_x2"};
-    stream << "simsiam::SymmetricLoss(stop_gradient=" << (options.stop_gradient() ? "true" : "false")
+    stream << "simsiam::SymmetricLoss(stop_gradient="
+           << (options.stop_gradient() ? "true" : "false")
            << ", form=" << kForms[static_cast<int>(options.form())] << ")";
   }
 

@@ -76,14 +76,15 @@ class SimSiamImpl : public torch::nn::Module {
                     options.stop_gradient()) {}
 
   /// Wraps the three parts as given, for heads of any shape.
-  SimSiamImpl(Backbone backbone, Projector projector, Predictor predictor, bool stop_gradient = true)
+  SimSiamImpl(Backbone backbone, Projector projector, Predictor predictor,
+              bool stop_gradient = true)
       : stop_gradient_(stop_gradient) {
     const auto z_dim = projector->options.out_features();
-    TORCH_CHECK(predictor->options.in_features() == z_dim &&
-                    predictor->spec().out_features == z_dim,
-                "simsiam::SimSiam: expected the predictor to map the projector's output width ",
-                z_dim, " to itself, got ", predictor->options.in_features(), " -> ",
-                predictor->spec().out_features);
+    TORCH_CHECK(
+        predictor->options.in_features() == z_dim && predictor->spec().out_features == z_dim,
+        "simsiam::SimSiam: expected the predictor to map the projector's output width ", z_dim,
+        " to itself, got ", predictor->options.in_features(), " -> ",
+        predictor->spec().out_features);
     backbone_ = register_module("backbone", std::move(backbone));
     projector_ = register_module("projector", std::move(projector));
     predictor_ = register_module("predictor", std::move(predictor));

@@ -48,7 +48,8 @@ inline torch::nn::Sequential build_mlp(const MlpSpec& spec) {
     layers->push_back(torch::nn::ReLU(torch::nn::ReLUOptions().inplace(true)));
     width = spec.hidden_features;
   }
-  layers->push_back(torch::nn::Linear(torch::nn::LinearOptions(width, spec.out_features).bias(true)));
+  layers->push_back(
+      torch::nn::Linear(torch::nn::LinearOptions(width, spec.out_features).bias(true)));
   if (spec.output_batch_norm) {
     layers->push_back(
         torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(spec.out_features).affine(false)));
@@ -59,7 +60,8 @@ inline torch::nn::Sequential build_mlp(const MlpSpec& spec) {
 
 /// Registers the children of `layers` on `owner` under their own names ("0", "1", ...).
 inline void register_layers(torch::nn::Module& owner, const torch::nn::Sequential& layers) {
-  for (const auto& child : layers->named_children()) owner.register_module(child.key(), child.value());
+  for (const auto& child : layers->named_children())
+    owner.register_module(child.key(), child.value());
 }
 
 /// Checks that a head's input is [B, in_features] and runs it.
@@ -96,9 +98,13 @@ class MlpHead : public torch::nn::Cloneable<Derived> {
   }
 
   /// Maps [B, in_features] to [B, out_features].
-  torch::Tensor forward(const torch::Tensor& x) { return forward_mlp(derived().spec(), layers_, x); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return forward_mlp(derived().spec(), layers_, x);
+  }
 
-  void pretty_print(std::ostream& stream) const override { stream << describe_mlp(derived().spec()); }
+  void pretty_print(std::ostream& stream) const override {
+    stream << describe_mlp(derived().spec());
+  }
 
   /// A deep copy. LibTorch's clone re-creates parameters with requires_grad = true; the frozen
   /// output bias stays frozen in the copy, as `copy.deepcopy` keeps it in PyTorch.
