@@ -1,4 +1,5 @@
-// Uses the installed headers the way a user would: one SimSiam step and one IDX read.
+// Uses the installed headers the way a user would: the README's loop on a small model, then an
+// IDX read through the data component.
 #include <simsiam/data/idx.hpp>
 #include <simsiam/simsiam.hpp>
 
@@ -13,21 +14,34 @@ int main() {
                  EXPECTED_VERSION);
     return 1;
   }
+  // The README's usage example, with a small backbone instead of ResNet-50.
   simsiam::SimSiam<simsiam::ConvNet> model(simsiam::ConvNet(simsiam::ConvNetOptions(1).widths({8})),
                                            simsiam::SimSiamOptions().dim(16).pred_dim(4));
   simsiam::SymmetricLoss<> criterion;
-  torch::optim::SGD sgd(model->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
-  const auto out = model->forward(torch::rand({8, 1, 12, 12}), torch::rand({8, 1, 12, 12}));
-  auto loss = criterion(out.p1, out.p2, out.z1, out.z2);
-  loss.backward();
-  sgd.step();
+  const int64_t batch_size = 8;
+  const double lr = 0.05 * batch_size / 256;
+  torch::optim::SGD optimizer({torch::optim::OptimizerParamGroup(model->encoder_parameters()),
+                               torch::optim::OptimizerParamGroup(model->predictor_parameters())},
+                              torch::optim::SGDOptions(lr).momentum(0.9).weight_decay(1e-4));
+  const auto images = torch::rand({batch_size, 1, 12, 12});
+  torch::Tensor loss;
+  for (int step = 0; step < 2; ++step) {
+    auto out = model->forward(images.flip(3), images + 0.1 * torch::randn_like(images));
+    loss = criterion(out.p1, out.p2, out.z1, out.z2);
+    optimizer.zero_grad();
+    loss.backward();
+    optimizer.step();
+  }
+  const auto collapse = simsiam::functional::collapse_std(model->encode(images)).item<double>();
+  const auto representation = model->features(images);
 
   const auto path = std::filesystem::temp_directory_path() / "simsiam_consumer.idx";
   std::ofstream(path, std::ios::binary).write("\0\0\x08\x01\0\0\0\x02\x07\x09", 10);
   const auto values = simsiam::read_idx(path.string());
   std::filesystem::remove(path);
-  const bool ok = values.numel() == 2 && values[1].item<int>() == 9 && loss.item<float>() <= 1.0f;
-  std::printf("consumer: SimSiam %s, loss %.4f, idx %s\n", simsiam::kVersion, loss.item<float>(),
-              ok ? "ok" : "WRONG");
+  const bool ok = values.numel() == 2 && values[1].item<int>() == 9 && loss.item<float>() <= 1.0f &&
+                  representation.sizes() == torch::IntArrayRef({batch_size, 8}) && collapse > 0;
+  std::printf("consumer: SimSiam %s, loss %.4f, z-std %.4f, idx %s\n", simsiam::kVersion,
+              loss.item<float>(), collapse, ok ? "ok" : "WRONG");
   return ok ? 0 : 1;
 }

@@ -71,3 +71,15 @@ TEST_CASE("bad kNN inputs fail clearly", "[knn][errors]") {
       simsiam::knn_scores(torch::randn({3, 4}), bank, labels, 2, simsiam::KnnOptions().k(0)),
       Catch::Contains("expected k > 0, temperature > 0 and batch_size > 0, got k=0"));
 }
+
+TEST_CASE("kNN follows the bank's dtype and takes labels of any integer type", "[knn]") {
+  torch::manual_seed(4);
+  const auto bank = torch::randn({40, 6}, torch::kDouble);
+  const auto labels = torch::randint(0, 3, {40}, torch::kInt);
+  const auto queries = torch::randn({5, 6});
+  const auto scores = simsiam::knn_scores(queries, bank, labels, 3, simsiam::KnnOptions().k(7));
+  CHECK(scores.scalar_type() == torch::kDouble);
+  const auto expected =
+      reference_scores(queries, bank.to(torch::kFloat), labels.to(torch::kLong), 3, 7, 0.1);
+  CHECK(torch::allclose(scores.to(torch::kFloat), expected, 1e-5, 1e-5));
+}

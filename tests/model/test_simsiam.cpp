@@ -13,6 +13,7 @@ using simsiam::testing::core_fixtures;
 using simsiam::testing::det_fill;
 using simsiam::testing::tensor_of;
 using Model = simsiam::SimSiam<torch::nn::Sequential>;
+constexpr double kTolerance = simsiam::testing::kFixtureTolerance;
 
 /// The fixture's TinySimSiam: conv-BN-ReLU-pool backbone (4 features), dim 6, pred_dim 3.
 Model tiny_model(bool stop_gradient) {
@@ -22,6 +23,7 @@ Model tiny_model(bool stop_gradient) {
       torch::nn::Flatten());
   Model model(backbone, simsiam::SimSiamOptions().feature_dim(4).dim(6).pred_dim(3).stop_gradient(
                             stop_gradient));
+  model->to(torch::kDouble);  // the fixture is float64 (see make_core_fixtures.py)
   simsiam::testing::fill_named(*model);
   return model;
 }
@@ -37,11 +39,11 @@ void check_against_fixture(const std::string& name, bool stop_gradient) {
   CHECK(out.z1.requires_grad() == !stop_gradient);
   const auto loss = simsiam::functional::symmetric_loss(
       out.p1, out.p2, out.z1, out.z2, simsiam::SymmetricLossOptions().stop_gradient(stop_gradient));
-  CHECK(loss.item<double>() == Approx(expected.at("loss").get<double>()).margin(1e-6));
-  CHECK_TENSOR_NEAR(out.p1, tensor_of(expected.at("p1")), 1e-5);
-  CHECK_TENSOR_NEAR(out.p2, tensor_of(expected.at("p2")), 1e-5);
-  CHECK_TENSOR_NEAR(out.z1, tensor_of(expected.at("z1")), 1e-5);
-  CHECK_TENSOR_NEAR(out.z2, tensor_of(expected.at("z2")), 1e-5);
+  CHECK(loss.item<double>() == Approx(expected.at("loss").get<double>()).margin(kTolerance));
+  CHECK_TENSOR_NEAR(out.p1, tensor_of(expected.at("p1")), kTolerance);
+  CHECK_TENSOR_NEAR(out.p2, tensor_of(expected.at("p2")), kTolerance);
+  CHECK_TENSOR_NEAR(out.z1, tensor_of(expected.at("z1")), kTolerance);
+  CHECK_TENSOR_NEAR(out.z2, tensor_of(expected.at("z2")), kTolerance);
   loss.backward();
   const auto& grads = expected.at("grads");
   size_t with_grad = 0;
@@ -52,13 +54,13 @@ void check_against_fixture(const std::string& name, bool stop_gradient) {
       continue;
     }
     ++with_grad;
-    CHECK_TENSOR_NEAR(p.value().grad(), tensor_of(grads.at(p.key())), 1e-5);
+    CHECK_TENSOR_NEAR(p.value().grad(), tensor_of(grads.at(p.key())), kTolerance);
   }
   CHECK(with_grad == grads.size());
   for (const auto& b : model->named_buffers()) {
     INFO("buffer " << b.key());
-    CHECK_TENSOR_NEAR(b.value().to(torch::kFloat), tensor_of(expected.at("buffers").at(b.key())),
-                      1e-5);
+    CHECK_TENSOR_NEAR(b.value().to(torch::kDouble), tensor_of(expected.at("buffers").at(b.key())),
+                      kTolerance);
   }
 }
 
@@ -93,14 +95,14 @@ TEST_CASE("with stop-gradient, dL/dz flows only through the predictor", "[model]
     const auto via_p1 = torch::autograd::grad({p1}, {z1}, {p1.grad()}, /*retain_graph=*/true)[0];
     const auto direct = z1.grad() - via_p1;
     if (stop_gradient) {
-      CHECK(direct.abs().max().item<double>() < 1e-7);
+      CHECK(direct.abs().max().item<double>() < 1e-15);
     } else {
       CHECK(direct.abs().max().item<double>() > 1e-3);  // the target branch carries gradient too
     }
     const auto& expected =
         core_fixtures().at("model").at(stop_gradient ? "stop_gradient" : "no_stop_gradient");
-    CHECK_TENSOR_NEAR(z1.grad(), tensor_of(expected.at("grad_z1")), 1e-5);
-    CHECK_TENSOR_NEAR(z2.grad(), tensor_of(expected.at("grad_z2")), 1e-5);
+    CHECK_TENSOR_NEAR(z1.grad(), tensor_of(expected.at("grad_z1")), kTolerance);
+    CHECK_TENSOR_NEAR(z2.grad(), tensor_of(expected.at("grad_z2")), kTolerance);
   }
 }
 
@@ -110,7 +112,7 @@ TEST_CASE("the two views go through separate passes (per-view BN statistics)", "
   const auto x2 = 3.0 * det_fill({4, 3, 5, 5}, 0.9, 1.0);
   const auto out = model->forward(x1, x2);
   const auto alone = model->encode(x1);
-  CHECK(torch::allclose(out.z1, alone, 0.0, 1e-6));
+  CHECK(torch::allclose(out.z1, alone, 0.0, 1e-12));
   const auto joint = model->encode(torch::cat({x1, x2})).slice(0, 0, 4);
   CHECK_FALSE(torch::allclose(out.z1, joint, 0.0, 1e-3));
 }
@@ -140,7 +142,8 @@ TEST_CASE("model errors name what was expected", "[model][errors]") {
                     Catch::Contains("the backbone has no feature_dim(); set "
                                     "SimSiamOptions().feature_dim("));
   auto model = tiny_model(true);
-  CHECK_THROWS_WITH(model->forward(torch::randn({4, 3, 5, 5}), torch::randn({2, 3, 5, 5})),
+  CHECK_THROWS_WITH(model->forward(torch::randn({4, 3, 5, 5}, torch::kDouble),
+                                   torch::randn({2, 3, 5, 5}, torch::kDouble)),
                     Catch::Contains("expected two views of one shape, got x1 [4, 3, 5, 5] and "
                                     "x2 [2, 3, 5, 5]"));
   CHECK_THROWS_WITH(

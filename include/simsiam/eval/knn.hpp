@@ -58,12 +58,12 @@ inline torch::Tensor knn_scores(const torch::Tensor& queries, const torch::Tenso
   namespace F = torch::nn::functional;
   const auto normalize = F::NormalizeFuncOptions().dim(1);
   const auto bank_t = F::normalize(bank, normalize).t();
-  const auto labels = bank_labels.to(torch::kLong);
+  const auto labels = bank_labels.to(bank.device(), torch::kLong);
   const int64_t k = std::min(options.k(), bank.size(0));
   auto scores = torch::zeros({queries.size(0), num_classes}, bank.options());
   for (int64_t start = 0; start < queries.size(0); start += options.batch_size()) {
     const int64_t end = std::min(start + options.batch_size(), queries.size(0));
-    const auto query = F::normalize(queries.slice(0, start, end), normalize);
+    const auto query = F::normalize(queries.slice(0, start, end).to(bank.options()), normalize);
     auto [similarity, index] = query.matmul(bank_t).topk(k, /*dim=*/1);
     const auto neighbour_labels = labels.index_select(0, index.flatten()).view_as(index);
     scores.slice(0, start, end)
