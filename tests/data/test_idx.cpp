@@ -118,6 +118,35 @@ TEST_CASE("malformed IDX files fail with the path and the reason", "[idx][errors
   CHECK_THROWS_WITH(simsiam::read_idx(dir.file("corrupt.gz")), Catch::Contains("is corrupt ("));
 }
 
+TEST_CASE("gzip files cut in their trailer or with a wrong checksum are refused", "[idx][errors]") {
+  TempDir dir;
+  write_gz(dir.file("whole.gz"), header(0x08, {64}) + ubyte_payload(64));
+  std::string gz;
+  {
+    std::ifstream in(dir.file("whole.gz"), std::ios::binary);
+    gz.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  // Without its 8-byte trailer (CRC-32 and length) every value is there, but the file is cut.
+  write_raw(dir.file("cut.gz"), gz.substr(0, gz.size() - 8));
+  CHECK_THROWS_WITH(simsiam::read_idx(dir.file("cut.gz")),
+                    Catch::Contains("is truncated: the gzip stream ends before its end marker"));
+  std::string bad_crc = gz;
+  bad_crc[bad_crc.size() - 8] = static_cast<char>(bad_crc[bad_crc.size() - 8] ^ 0xFF);
+  write_raw(dir.file("crc.gz"), bad_crc);
+  CHECK_THROWS_WITH(simsiam::read_idx(dir.file("crc.gz")), Catch::Contains("is corrupt ("));
+  // Two gzip members concatenated (as `cat a.gz b.gz` makes) are one file.
+  const auto bytes = header(0x08, {6}) + ubyte_payload(6);
+  write_gz(dir.file("a.gz"), bytes.substr(0, 7));
+  write_gz(dir.file("b.gz"), bytes.substr(7));
+  std::string joined;
+  for (const auto& name : {"a.gz", "b.gz"}) {
+    std::ifstream in(dir.file(name), std::ios::binary);
+    joined.append(std::istreambuf_iterator<char>(in), {});
+  }
+  write_raw(dir.file("joined.gz"), joined);
+  CHECK(torch::equal(simsiam::read_idx(dir.file("joined.gz")), torch::arange(6, torch::kUInt8)));
+}
+
 TEST_CASE("read_mnist names the files it looked for", "[idx][errors]") {
   TempDir dir;
   CHECK_THROWS_WITH(

@@ -83,3 +83,29 @@ TEST_CASE("kNN follows the bank's dtype and takes labels of any integer type", "
       reference_scores(queries, bank.to(torch::kFloat), labels.to(torch::kLong), 3, 7, 0.1);
   CHECK(torch::allclose(scores.to(torch::kFloat), expected, 1e-5, 1e-5));
 }
+
+TEST_CASE("kNN scores half-precision features in float32 without overflow", "[knn]") {
+  // Five identical neighbours of class 1: 5 * exp(1 / 0.1) = 110,130 > float16's 65,504.
+  const auto bank =
+      torch::tensor(
+          {{1.0f, 0.0f}, {1.0f, 0.0f}, {1.0f, 0.0f}, {1.0f, 0.0f}, {1.0f, 0.0f}, {0.0f, 1.0f}})
+          .to(torch::kHalf);
+  const auto labels = torch::tensor({1L, 1L, 1L, 1L, 1L, 0L});
+  const auto query = torch::tensor({{1.0f, 0.0f}}).to(torch::kHalf);
+  const auto scores = simsiam::knn_scores(query, bank, labels, 2, simsiam::KnnOptions().k(6));
+  CHECK(scores.scalar_type() == torch::kFloat);
+  CHECK(torch::isfinite(scores).all().item<bool>());
+  CHECK(scores[0][1].item<double>() == Approx(5 * std::exp(10.0)).epsilon(1e-3));
+}
+
+TEST_CASE("kNN refuses float labels and empty queries", "[knn][errors]") {
+  const auto bank = torch::randn({10, 4});
+  CHECK_THROWS_WITH(simsiam::knn_scores(torch::randn({3, 4}), bank, torch::zeros({10}), 2),
+                    Catch::Contains("expected integer bank_labels (class indices), got Float"));
+  const auto labels = torch::zeros({10}, torch::kLong);
+  CHECK_THROWS_WITH(
+      simsiam::knn_accuracy(torch::randn({0, 4}), torch::zeros({0}, torch::kLong), bank, labels, 2),
+      Catch::Contains("expected queries [Q, D] with Q > 0, got [0, 4]"));
+  CHECK_THROWS_WITH(simsiam::knn_accuracy(torch::randn({4}), labels, bank, labels, 2),
+                    Catch::Contains("expected queries [Q, D] with Q > 0, got [4]"));
+}

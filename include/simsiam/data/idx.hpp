@@ -3,6 +3,7 @@
 ///
 /// Needs zlib: link `SimSiam::data`. Format (LeCun et al.): two zero bytes, a type code, the
 /// number of dimensions, each dimension as a big-endian uint32, then the values, big-endian.
+/// gzip files are recognised by their magic bytes, whatever their name.
 #pragma once
 
 #include <torch/torch.h>
@@ -14,6 +15,8 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <utility>
@@ -23,31 +26,67 @@ namespace simsiam {
 
 namespace detail {
 
-/// A gzFile that closes itself. zlib reads uncompressed files transparently.
-struct GzCloser {
-  void operator()(gzFile_s* file) const { gzclose(file); }
-};
-using GzFile = std::unique_ptr<gzFile_s, GzCloser>;
+/// The whole file, or a failure naming it.
+inline std::string read_file_bytes(const std::string& path, const char* where) {
+  TORCH_CHECK(std::filesystem::is_regular_file(path), where, ": cannot open '", path,
+              "': no such file");
+  std::ifstream in(path, std::ios::binary);
+  TORCH_CHECK(in, where, ": cannot open '", path, "': ", std::strerror(errno));
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  TORCH_CHECK(!in.bad(), where, ": cannot read '", path, "': ", std::strerror(errno));
+  return bytes;
+}
 
-/// Reads exactly `size` bytes or fails naming the file and what was expected.
-inline void gz_read_exact(gzFile_s* file, void* data, size_t size, const std::string& path,
-                          const char* what) {
-  auto* bytes = static_cast<unsigned char*>(data);
-  size_t done = 0;
-  while (done < size) {
-    const auto chunk = static_cast<unsigned>(std::min<size_t>(size - done, 1u << 30));
-    const int got = gzread(file, bytes + done, chunk);
-    if (got < 0) {
-      int code = 0;
-      const char* message = gzerror(file, &code);
-      TORCH_CHECK(false, "simsiam::read_idx: '", path, "' is corrupt (", message,
-                  ") while reading ", what);
+/// Decompresses a gzip file held in memory (all members). Unlike zlib's gzread, which accepts a
+/// stream cut anywhere in its 8-byte trailer, this requires every member's end marker and
+/// checksum, so a truncated download is an error rather than silently accepted data.
+inline std::string gunzip(const std::string& compressed, const std::string& path,
+                          const char* where) {
+  z_stream stream{};
+  TORCH_CHECK(inflateInit2(&stream, 15 + 32) == Z_OK, where, ": zlib could not start");
+  std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&stream, inflateEnd);
+  std::string out;
+  if (compressed.size() >= 4) {  // ISIZE, the last member's size mod 2^32: a capacity hint
+    const auto* tail =
+        reinterpret_cast<const unsigned char*>(compressed.data() + compressed.size() - 4);
+    out.reserve(tail[0] | (tail[1] << 8) | (tail[2] << 16) | (static_cast<size_t>(tail[3]) << 24));
+  }
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
+  stream.avail_in = static_cast<uInt>(compressed.size());
+  std::array<char, 1 << 16> chunk{};
+  while (true) {
+    stream.next_out = reinterpret_cast<Bytef*>(chunk.data());
+    stream.avail_out = static_cast<uInt>(chunk.size());
+    const int code = inflate(&stream, Z_NO_FLUSH);
+    out.append(chunk.data(), chunk.size() - stream.avail_out);
+    if (code == Z_STREAM_END) {
+      if (stream.avail_in == 0) return out;
+      TORCH_CHECK(inflateReset(&stream) == Z_OK, where, ": zlib could not restart");
+      continue;  // another gzip member follows
     }
-    TORCH_CHECK(got > 0, "simsiam::read_idx: '", path, "' is truncated: expected ", size,
-                " bytes of ", what, ", got ", done);
-    done += static_cast<size_t>(got);
+    TORCH_CHECK(code == Z_OK || (code == Z_BUF_ERROR && stream.avail_in > 0), where, ": '", path,
+                "' is ",
+                code == Z_BUF_ERROR
+                    ? "truncated: the gzip stream ends before its end marker"
+                    : std::string("corrupt (") + (stream.msg ? stream.msg : "zlib error") + ")");
   }
 }
+
+/// Reads consecutive fields of a byte buffer, failing with the path and what was expected.
+struct ByteReader {
+  const std::string& bytes;
+  const std::string& path;
+  size_t offset = 0;
+
+  const unsigned char* take(size_t size, const char* what) {
+    TORCH_CHECK(bytes.size() - offset >= size, "simsiam::read_idx: '", path,
+                "' is truncated: expected ", size, " bytes of ", what, ", got ",
+                bytes.size() - offset);
+    const auto* start = reinterpret_cast<const unsigned char*>(bytes.data()) + offset;
+    offset += size;
+    return start;
+  }
+};
 
 /// dtype and element size of an IDX type code.
 inline std::pair<torch::ScalarType, size_t> idx_type(int code, const std::string& path) {
@@ -78,15 +117,16 @@ inline std::pair<torch::ScalarType, size_t> idx_type(int code, const std::string
 /// Fails with the path and the reason on a missing file, a bad magic number, a short or long
 /// payload, or corrupt compression.
 inline torch::Tensor read_idx(const std::string& path) {
-  TORCH_CHECK(std::filesystem::is_regular_file(path), "simsiam::read_idx: cannot open '", path,
-              "': no such file");
-  detail::GzFile file(gzopen(path.c_str(), "rb"));
-  TORCH_CHECK(file, "simsiam::read_idx: cannot open '", path, "': ", std::strerror(errno));
+  constexpr const char* kWhere = "simsiam::read_idx";
+  std::string bytes = detail::read_file_bytes(path, kWhere);
+  if (bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0x1f &&
+      static_cast<unsigned char>(bytes[1]) == 0x8b) {
+    bytes = detail::gunzip(bytes, path, kWhere);
+  }
+  detail::ByteReader reader{bytes, path};
 
-  std::array<unsigned char, 4> magic{};
-  detail::gz_read_exact(file.get(), magic.data(), magic.size(), path, "the magic number");
-  TORCH_CHECK(magic[0] == 0 && magic[1] == 0 && magic[3] >= 1 && magic[3] <= 8,
-              "simsiam::read_idx: '", path,
+  const unsigned char* magic = reader.take(4, "the magic number");
+  TORCH_CHECK(magic[0] == 0 && magic[1] == 0 && magic[3] >= 1 && magic[3] <= 8, kWhere, ": '", path,
               "' is not an IDX file: expected a magic number 00 00 <type> <1..8 dims>, got ",
               static_cast<int>(magic[0]), " ", static_cast<int>(magic[1]), " ",
               static_cast<int>(magic[2]), " ", static_cast<int>(magic[3]));
@@ -95,26 +135,25 @@ inline torch::Tensor read_idx(const std::string& path) {
   std::vector<int64_t> sizes(magic[3]);
   int64_t count = 1;
   for (auto& size : sizes) {
-    std::array<unsigned char, 4> be{};
-    detail::gz_read_exact(file.get(), be.data(), be.size(), path, "the dimensions");
+    const unsigned char* be = reader.take(4, "the dimensions");
     size = (int64_t{be[0]} << 24) | (int64_t{be[1]} << 16) | (int64_t{be[2]} << 8) | be[3];
-    TORCH_CHECK(size == 0 || count <= (int64_t{1} << 40) / size, "simsiam::read_idx: '", path,
+    TORCH_CHECK(size == 0 || count <= (int64_t{1} << 40) / size, kWhere, ": '", path,
                 "' declares an implausible size ", torch::IntArrayRef(sizes));
     count *= size;
   }
 
-  auto tensor = torch::empty(sizes, torch::TensorOptions().dtype(dtype));
-  detail::gz_read_exact(file.get(), tensor.data_ptr(), static_cast<size_t>(count) * element_size,
-                        path, "the values");
-  unsigned char extra = 0;
-  TORCH_CHECK(gzread(file.get(), &extra, 1) == 0, "simsiam::read_idx: '", path,
+  const size_t payload = static_cast<size_t>(count) * element_size;
+  const unsigned char* values = reader.take(payload, "the values");
+  TORCH_CHECK(reader.offset == bytes.size(), kWhere, ": '", path,
               "' is longer than its header declares (", torch::IntArrayRef(sizes), ")");
+  auto tensor = torch::empty(sizes, torch::TensorOptions().dtype(dtype));
+  auto* out = static_cast<unsigned char*>(tensor.data_ptr());
+  std::memcpy(out, values, payload);
   const uint16_t probe = 1;
   const bool little_endian_host = *reinterpret_cast<const unsigned char*>(&probe) == 1;
   if (element_size > 1 && little_endian_host) {  // IDX values are big-endian.
-    auto* bytes = static_cast<unsigned char*>(tensor.data_ptr());
     for (int64_t i = 0; i < count; ++i) {
-      std::reverse(bytes + i * element_size, bytes + (i + 1) * element_size);
+      std::reverse(out + i * element_size, out + (i + 1) * element_size);
     }
   }
   return tensor;

@@ -15,12 +15,14 @@ namespace simsiam::functional {
 /// Mean over channels of the unbiased std over the batch of l2-normalised rows of z [B, d].
 /// ~1/sqrt(d) when healthy, -> 0 when collapsed (paper Fig. 2, middle).
 inline torch::Tensor collapse_std(const torch::Tensor& z) {
-  TORCH_CHECK(z.dim() == 2 && z.size(0) > 1 && z.size(1) > 0,
+  TORCH_CHECK(z.defined() && z.dim() == 2 && z.size(0) > 1 && z.size(1) > 0,
               "simsiam::collapse_std: expected z of shape [B, d] with B > 1, got ",
               detail::shape_string(z));
   torch::NoGradGuard no_grad;
   namespace F = torch::nn::functional;
-  return F::normalize(z, F::NormalizeFuncOptions().dim(1))
+  // At least float32: a std of ~0.02 over a batch is below what float16 sums resolve well.
+  const auto zf = z.to(torch::promote_types(z.scalar_type(), torch::kFloat));
+  return F::normalize(zf, F::NormalizeFuncOptions().dim(1))
       .std(torch::IntArrayRef{0}, /*unbiased=*/true)
       .mean();
 }

@@ -30,10 +30,18 @@ inline void check_knn_inputs(const torch::Tensor& queries, const torch::Tensor& 
                              const torch::Tensor& bank_labels, int64_t num_classes,
                              const KnnOptions& options) {
   constexpr const char* kWhere = "simsiam::knn_scores";
-  TORCH_CHECK(queries.dim() == 2 && bank.dim() == 2 && queries.size(1) == bank.size(1), kWhere,
-              ": expected queries [Q, D] and bank [N, D] with one D, got queries ",
+  TORCH_CHECK(queries.defined() && bank.defined() && queries.dim() == 2 && bank.dim() == 2 &&
+                  queries.size(1) == bank.size(1),
+              kWhere, ": expected queries [Q, D] and bank [N, D] with one D, got queries ",
               shape_string(queries), " and bank ", shape_string(bank));
   TORCH_CHECK(bank.size(0) > 0, kWhere, ": expected a non-empty bank, got ", shape_string(bank));
+  TORCH_CHECK(bank.is_floating_point() && queries.is_floating_point(), kWhere,
+              ": expected floating-point features, got queries ", queries.scalar_type(),
+              " and bank ", bank.scalar_type());
+  TORCH_CHECK(
+      bank_labels.defined() && !bank_labels.is_floating_point() && !bank_labels.is_complex(),
+      kWhere, ": expected integer bank_labels (class indices), got ",
+      bank_labels.defined() ? c10::toString(bank_labels.scalar_type()) : "undefined");
   TORCH_CHECK(bank_labels.dim() == 1 && bank_labels.size(0) == bank.size(0), kWhere,
               ": expected bank_labels [", bank.size(0), "], got ", shape_string(bank_labels));
   TORCH_CHECK(num_classes > 0, kWhere, ": expected num_classes > 0, got ", num_classes);
@@ -50,6 +58,8 @@ inline void check_knn_inputs(const torch::Tensor& queries, const torch::Tensor& 
 
 /// Class scores [Q, num_classes] of each query: the sum of exp(sim / t) over its k nearest
 /// bank entries of that class. Features are l2-normalised here; `k` is capped at the bank size.
+/// Scores are in the bank's dtype, but at least float32: with half-precision features a single
+/// class's sum of exp(1 / 0.1) = 22026 weights would overflow float16's 65504 after three votes.
 inline torch::Tensor knn_scores(const torch::Tensor& queries, const torch::Tensor& bank,
                                 const torch::Tensor& bank_labels, int64_t num_classes,
                                 const KnnOptions& options = {}) {
@@ -57,13 +67,15 @@ inline torch::Tensor knn_scores(const torch::Tensor& queries, const torch::Tenso
   torch::NoGradGuard no_grad;
   namespace F = torch::nn::functional;
   const auto normalize = F::NormalizeFuncOptions().dim(1);
-  const auto bank_t = F::normalize(bank, normalize).t();
+  const auto dtype = torch::promote_types(bank.scalar_type(), torch::kFloat);
+  const auto feature_options = bank.options().dtype(dtype);
+  const auto bank_t = F::normalize(bank.to(feature_options), normalize).t();
   const auto labels = bank_labels.to(bank.device(), torch::kLong);
   const int64_t k = std::min(options.k(), bank.size(0));
-  auto scores = torch::zeros({queries.size(0), num_classes}, bank.options());
+  auto scores = torch::zeros({queries.size(0), num_classes}, feature_options);
   for (int64_t start = 0; start < queries.size(0); start += options.batch_size()) {
     const int64_t end = std::min(start + options.batch_size(), queries.size(0));
-    const auto query = F::normalize(queries.slice(0, start, end).to(bank.options()), normalize);
+    const auto query = F::normalize(queries.slice(0, start, end).to(feature_options), normalize);
     auto [similarity, index] = query.matmul(bank_t).topk(k, /*dim=*/1);
     const auto neighbour_labels = labels.index_select(0, index.flatten()).view_as(index);
     scores.slice(0, start, end)
@@ -76,9 +88,13 @@ inline torch::Tensor knn_scores(const torch::Tensor& queries, const torch::Tenso
 inline double knn_accuracy(const torch::Tensor& queries, const torch::Tensor& query_labels,
                            const torch::Tensor& bank, const torch::Tensor& bank_labels,
                            int64_t num_classes, const KnnOptions& options = {}) {
-  TORCH_CHECK(query_labels.dim() == 1 && query_labels.size(0) == queries.size(0),
-              "simsiam::knn_accuracy: expected query_labels [", queries.size(0), "], got ",
-              detail::shape_string(query_labels));
+  TORCH_CHECK(queries.defined() && queries.dim() == 2 && queries.size(0) > 0,
+              "simsiam::knn_accuracy: expected queries [Q, D] with Q > 0, got ",
+              detail::shape_string(queries));
+  TORCH_CHECK(
+      query_labels.defined() && query_labels.dim() == 1 && query_labels.size(0) == queries.size(0),
+      "simsiam::knn_accuracy: expected query_labels [", queries.size(0), "], got ",
+      detail::shape_string(query_labels));
   const auto predicted = knn_scores(queries, bank, bank_labels, num_classes, options).argmax(1);
   return predicted.eq(query_labels.to(predicted.device()).to(torch::kLong))
       .to(torch::kDouble)
