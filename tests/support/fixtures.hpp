@@ -7,21 +7,27 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 namespace simsiam::testing {
 
-/// The fixture file produced by make_core_fixtures.py, parsed once.
-inline const nlohmann::json& core_fixtures() {
-  static const nlohmann::json fixtures = [] {
-    std::ifstream in(std::string(SIMSIAM_FIXTURES_DIR) + "/core.json");
-    if (!in) throw std::runtime_error("cannot open tests/fixtures/core.json");
-    return nlohmann::json::parse(in);
-  }();
-  return fixtures;
+/// tests/fixtures/<name>.json, parsed once.
+inline const nlohmann::json& fixture_file(const std::string& name) {
+  static std::map<std::string, nlohmann::json> cache;
+  auto found = cache.find(name);
+  if (found == cache.end()) {
+    std::ifstream in(std::string(SIMSIAM_FIXTURES_DIR) + "/" + name + ".json");
+    if (!in) throw std::runtime_error("cannot open tests/fixtures/" + name + ".json");
+    found = cache.emplace(name, nlohmann::json::parse(in)).first;
+  }
+  return found->second;
 }
+
+/// The fixture file produced by make_core_fixtures.py.
+inline const nlohmann::json& core_fixtures() { return fixture_file("core"); }
 
 /// scale * sin(0.7 i + seed) in float64: `det_fill` of the fixture script. The reference values
 /// are float64 so that they do not depend on the BLAS library's summation order.

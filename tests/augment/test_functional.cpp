@@ -1,0 +1,101 @@
+// Batched augmentation operations against torchvision 0.14 (functional_tensor.py), per image.
+#include "simsiam/augment/functional.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "support/fixtures.hpp"
+
+namespace {
+
+namespace AF = simsiam::augment::functional;
+using simsiam::testing::fixture_file;
+using simsiam::testing::tensor_of;
+
+const nlohmann::json& cases(const std::string& kind) {
+  return fixture_file("augment").at(kind + "_cases");
+}
+
+torch::Tensor images(const std::string& kind) {
+  return tensor_of(fixture_file("augment").at(kind)).to(torch::kFloat);
+}
+
+torch::Tensor floats(const nlohmann::json& values) {
+  return torch::tensor(values.get<std::vector<double>>(), torch::kFloat);
+}
+
+}  // namespace
+
+TEST_CASE("per-image colour operations equal torchvision's", "[augment]") {
+  for (const std::string kind : {"rgb", "gray"}) {
+    INFO(kind);
+    const auto x = images(kind);
+    const auto& c = cases(kind);
+    CHECK_TENSOR_NEAR(AF::adjust_brightness(x, floats(c["brightness"]["factors"])),
+                      tensor_of(c["brightness"]["output"]), 1e-5);
+    CHECK_TENSOR_NEAR(AF::adjust_contrast(x, floats(c["contrast"]["factors"])),
+                      tensor_of(c["contrast"]["output"]), 1e-5);
+    CHECK_TENSOR_NEAR(AF::adjust_saturation(x, floats(c["saturation"]["factors"])),
+                      tensor_of(c["saturation"]["output"]), 1e-5);
+    CHECK_TENSOR_NEAR(AF::adjust_hue(x, floats(c["hue"]["factors"])), tensor_of(c["hue"]["output"]),
+                      1e-5);
+    CHECK_TENSOR_NEAR(AF::rgb_to_grayscale(x), tensor_of(c["grayscale_1"]["output"]), 1e-5);
+  }
+}
+
+TEST_CASE("blur, flip, normalize and crop+resize equal torchvision's", "[augment]") {
+  for (const std::string kind : {"rgb", "gray"}) {
+    INFO(kind);
+    const auto x = images(kind);
+    const auto& c = cases(kind);
+    CHECK_TENSOR_NEAR(
+        AF::gaussian_blur(x, c["blur"]["kernel_size"].get<int64_t>(), floats(c["blur"]["sigmas"])),
+        tensor_of(c["blur"]["output"]), 1e-5);
+    CHECK_TENSOR_NEAR(AF::horizontal_flip(x, torch::tensor({true, false})),
+                      tensor_of(c["hflip"]["output"]), 0.0);
+    CHECK_TENSOR_NEAR(AF::normalize(x, c["normalize"]["mean"].get<std::vector<double>>(),
+                                    c["normalize"]["std"].get<std::vector<double>>()),
+                      tensor_of(c["normalize"]["output"]), 1e-5);
+    for (const int64_t size : {7, 12}) {
+      INFO("resized_crop to " << size);
+      const auto& crop = c["resized_crop_" + std::to_string(size)];
+      const auto all_boxes =
+          torch::stack({torch::tensor(crop["boxes"][0].get<std::vector<int64_t>>()),
+                        torch::tensor(crop["boxes"][1].get<std::vector<int64_t>>())});
+      CHECK_TENSOR_NEAR(AF::resized_crop(x, all_boxes, size), tensor_of(crop["output"]), 1e-5);
+      // uint8 input is read as value / 255.
+      const auto u8 = (x * 255).round().to(torch::kUInt8);
+      CHECK_TENSOR_NEAR(AF::resized_crop(u8, all_boxes, size),
+                        AF::resized_crop(u8.to(torch::kFloat) / 255, all_boxes, size), 1e-6);
+    }
+  }
+}
+
+TEST_CASE("hue rotation by a full turn and colour ops on gray images are identities", "[augment]") {
+  const auto x = images("rgb");
+  CHECK_TENSOR_NEAR(AF::hsv_to_rgb(AF::rgb_to_hsv(x)), x, 1e-5);
+  const auto g = images("gray");
+  CHECK(torch::equal(AF::adjust_saturation(g, torch::tensor({0.3f, 1.7f})), g));
+  CHECK(torch::equal(AF::adjust_hue(g, torch::tensor({0.2f, -0.4f})), g));
+}
+
+TEST_CASE("bad augmentation inputs fail clearly", "[augment][errors]") {
+  const auto x = images("rgb");
+  CHECK_THROWS_WITH(AF::adjust_brightness(torch::rand({3, 8, 8}), torch::ones({1})),
+                    Catch::Contains("expected images [B, C, H, W] with C = 1 or 3, got [3, 8, 8]"));
+  CHECK_THROWS_WITH(AF::adjust_contrast(torch::rand({2, 2, 8, 8}), torch::ones({2})),
+                    Catch::Contains("with C = 1 or 3, got [2, 2, 8, 8]"));
+  CHECK_THROWS_WITH(AF::adjust_hue(x, torch::tensor({0.6f, 0.0f})),
+                    Catch::Contains("expected hue factors in [-0.5, 0.5]"));
+  CHECK_THROWS_WITH(AF::adjust_saturation(x, torch::ones({3})),
+                    Catch::Contains("expected one factor per image ([2]) or one for all, got [3]"));
+  CHECK_THROWS_WITH(AF::gaussian_blur(x, 4, torch::ones({2})),
+                    Catch::Contains("expected an odd positive kernel size, got 4"));
+  CHECK_THROWS_WITH(AF::resized_crop(x, torch::tensor({{0L, 0L, 14L, 5L}, {0L, 0L, 2L, 2L}}), 4),
+                    Catch::Contains("expected boxes inside the 13x17 images"));
+  CHECK_THROWS_WITH(AF::resized_crop(x, torch::zeros({2, 4}, torch::kLong), 0),
+                    Catch::Contains("expected size > 0, got 0"));
+  CHECK_THROWS_WITH(AF::normalize(x, {0.5}, {0.5}),
+                    Catch::Contains("expected 3 means and stds for 3-channel images, got 1 and 1"));
+  CHECK_THROWS_WITH(AF::adjust_brightness(x.to(torch::kLong), torch::ones({2})),
+                    Catch::Contains("expected floating-point images in [0, 1], got Long"));
+}
