@@ -8,6 +8,7 @@
 //
 //   fashion_mnist [--epochs N] [--batch-size B] [--threads T] [--data DIR] [--help]
 #include <CLI/CLI.hpp>
+#include <simsiam/augment/presets.hpp>
 #include <simsiam/data/idx.hpp>
 #include <simsiam/simsiam.hpp>
 #include <simsiam/train/allocator.hpp>
@@ -38,51 +39,7 @@ struct Config {
   int64_t train_subset = 0;  // 0: all 60,000 images
 };
 
-// Fashion-MNIST pixel statistics over the training set (of x / 255).
-constexpr double kMean = 0.2860;
-constexpr double kStd = 0.3530;
 constexpr double kPi = 3.14159265358979323846;
-
-/// One SimSiam view of each image of a batch [B, 1, H, W] in [0, 1], all on the batch's device:
-/// RandomResizedCrop(scale 0.2-1, ratio 3/4-4/3) + flip as one affine resampling per image,
-/// then brightness/contrast jitter (0.4) with p = 0.8, then normalisation. The full torchvision-
-/// exact functors arrive with the augmentation layer; this keeps the quick start self-contained.
-torch::Tensor augment(const torch::Tensor& images, torch::Generator& gen) {
-  const int64_t b = images.size(0);
-  const auto opts = images.options();
-  const auto uniform = [&](std::vector<int64_t> shape, double lo, double hi) {
-    return torch::rand(shape, gen, opts) * (hi - lo) + lo;
-  };
-  // RandomResizedCrop: 10 tries per image, the first that fits wins, else the whole image.
-  const auto area = uniform({b, 10}, 0.2, 1.0);
-  const auto ratio = uniform({b, 10}, std::log(3.0 / 4.0), std::log(4.0 / 3.0)).exp();
-  auto w = (area * ratio).sqrt();
-  auto h = (area / ratio).sqrt();
-  const auto fits = (w <= 1.0) & (h <= 1.0);
-  const auto first = fits.to(torch::kInt).argmax(1, /*keepdim=*/true);  // first fit
-  const auto any = fits.any(1, /*keepdim=*/true);
-  w = torch::where(any, w.gather(1, first), torch::ones_like(first, opts)).squeeze(1);
-  h = torch::where(any, h.gather(1, first), torch::ones_like(first, opts)).squeeze(1);
-  const auto cx = (torch::rand({b}, gen, opts) * (1 - w) + w / 2) * 2 - 1;
-  const auto cy = (torch::rand({b}, gen, opts) * (1 - h) + h / 2) * 2 - 1;
-  const auto flip =
-      torch::where(torch::rand({b}, gen, opts) < 0.5, -torch::ones_like(w), torch::ones_like(w));
-  const auto zero = torch::zeros_like(w);
-  const auto theta =
-      torch::stack({torch::stack({w * flip, zero, cx}, 1), torch::stack({zero, h, cy}, 1)}, 1);
-  namespace F = torch::nn::functional;
-  const auto grid = F::affine_grid(theta, images.sizes(), /*align_corners=*/false);
-  auto out = F::grid_sample(images, grid,
-                            F::GridSampleFuncOptions().mode(torch::kBilinear).align_corners(false));
-  // Brightness then contrast (about each image's mean), applied to 80% of the images.
-  const auto apply = (torch::rand({b, 1, 1, 1}, gen, opts) < 0.8).to(opts.dtype());
-  const auto brightness = 1 + apply * uniform({b, 1, 1, 1}, -0.4, 0.4);
-  const auto contrast = 1 + apply * uniform({b, 1, 1, 1}, -0.4, 0.4);
-  out = (out * brightness).clamp(0, 1);
-  const auto mean = out.mean({1, 2, 3}, /*keepdim=*/true);
-  out = ((out - mean) * contrast + mean).clamp(0, 1);
-  return (out - kMean) / kStd;
-}
 
 torch::Tensor to_unit(const torch::Tensor& images_u8) {
   return images_u8.to(torch::kFloat).div(255);
@@ -95,7 +52,8 @@ torch::Tensor extract_features(simsiam::ConvNet& backbone, const torch::Tensor& 
   std::vector<torch::Tensor> chunks;
   for (int64_t start = 0; start < images.size(0); start += 1024) {
     const auto batch = to_unit(images.slice(0, start, start + 1024));
-    chunks.push_back(backbone->forward((batch - kMean) / kStd));
+    chunks.push_back(backbone->forward(simsiam::augment::functional::normalize(
+        batch, simsiam::augment::kFashionMnistMean, simsiam::augment::kFashionMnistStd)));
   }
   backbone->train();
   return torch::cat(chunks);
@@ -153,6 +111,9 @@ int run(const Config& config) {
       options());
   simsiam::SymmetricLoss<> criterion;
   auto gen = at::detail::createCPUGenerator(config.seed);
+  // RandomResizedCrop(28, scale 0.2-1), brightness/contrast jitter 0.4 with p = 0.8, flip,
+  // normalisation: the paper's recipe without the colour operations grayscale images lack.
+  const simsiam::augment::TwoViews views(simsiam::augment::simsiam_grayscale(28));
 
   std::printf("SimSiam on Fashion-MNIST: %lld images, batch %lld, %d epochs, lr %.4f, %d threads\n",
               static_cast<long long>(n), static_cast<long long>(config.batch_size), config.epochs,
@@ -168,7 +129,8 @@ int run(const Config& config) {
     for (int64_t step = 0; step < steps_per_epoch; ++step) {
       const auto batch = to_unit(images.index_select(
           0, order.slice(0, step * config.batch_size, (step + 1) * config.batch_size)));
-      const auto out = model->forward(augment(batch, gen), augment(batch, gen));
+      const auto [x1, x2] = views(batch, gen);
+      const auto out = model->forward(x1, x2);
       auto loss = criterion(out.p1, out.p2, out.z1, out.z2);
       TORCH_CHECK(std::isfinite(loss.item<double>()), "loss became ", loss.item<double>(),
                   " at epoch ", epoch, " step ", step, "; lower --lr");

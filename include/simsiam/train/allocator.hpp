@@ -16,17 +16,22 @@
 
 namespace simsiam {
 
-/// glibc's largest accepted M_MMAP_THRESHOLD (DEFAULT_MMAP_THRESHOLD_MAX: 32 MiB on 64-bit).
+/// Older glibc refuses M_MMAP_THRESHOLD above DEFAULT_MMAP_THRESHOLD_MAX (32 MiB on 64-bit).
 inline constexpr int kMaxMmapThreshold = 4 * 1024 * 1024 * static_cast<int>(sizeof(long));
 
-/// Serves blocks up to 32 MiB from the heap and keeps up to `keep_bytes` (default 1 GiB) of freed
-/// memory in the process, by setting glibc's M_MMAP_THRESHOLD and M_TRIM_THRESHOLD. Returns
-/// false where the C library is not glibc (nothing done) or glibc refuses a value. Process-wide:
-/// call it once at program start; the library never calls it behind a user's back.
+/// Serves blocks up to `keep_bytes` (default 1 GiB; 32 MiB where glibc allows no more) from the
+/// heap and keeps up to `keep_bytes` of freed memory in the process, by setting glibc's
+/// M_MMAP_THRESHOLD and M_TRIM_THRESHOLD. A 224x224 batch of 64 images is 38 MiB, above glibc's
+/// default ceiling, so without this every such tensor is a fresh mmap: 50x slower element-wise
+/// operations measured here (docs/performance.md). Returns false where the C library is not
+/// glibc (nothing done), or `keep_bytes` is under 32 MiB, or glibc refuses the values.
+/// Process-wide: call it once at program start; the library never calls it behind a user's back.
 inline bool keep_freed_memory(int keep_bytes = 1 << 30) {
 #if defined(__GLIBC__)
-  return keep_bytes >= kMaxMmapThreshold && mallopt(M_MMAP_THRESHOLD, kMaxMmapThreshold) == 1 &&
-         mallopt(M_TRIM_THRESHOLD, keep_bytes) == 1;
+  if (keep_bytes < kMaxMmapThreshold) return false;
+  const bool heap = mallopt(M_MMAP_THRESHOLD, keep_bytes) == 1 ||
+                    mallopt(M_MMAP_THRESHOLD, kMaxMmapThreshold) == 1;
+  return heap && mallopt(M_TRIM_THRESHOLD, keep_bytes) == 1;
 #else
   (void)keep_bytes;
   return false;

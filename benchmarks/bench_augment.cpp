@@ -1,0 +1,69 @@
+// Augmentation throughput: two SimSiam views per image, batched, on the CPU.
+//   (a) CIFAR: uint8 [512, 3, 32, 32] through simsiam_cifar(32)
+//   (b) ImageNet: 64 decoded images of ~400x350 (sizes vary) through simsiam_imagenet(224)
+// Items are images (each producing two views). Compare with benchmarks/bench_augment_reference.py.
+//
+//   build/benchmarks/bench_augment --benchmark_repetitions=3
+//   --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+
+#include <simsiam/augment/presets.hpp>
+#include <simsiam/train/allocator.hpp>
+
+namespace {
+
+namespace A = simsiam::augment;
+
+void BM_TwoViewsCifar32(benchmark::State& state) {
+  torch::set_num_threads(static_cast<int>(state.range(0)));
+  auto gen = at::detail::createCPUGenerator(0);
+  const auto images = torch::randint(0, 256, {512, 3, 32, 32}, gen, torch::kUInt8);
+  A::TwoViews<decltype(A::simsiam_cifar())> views(A::simsiam_cifar(32));
+  for (auto _ : state) {
+    auto [v1, v2] = views(images, gen);
+    benchmark::DoNotOptimize(v1.data_ptr());
+    benchmark::DoNotOptimize(v2.data_ptr());
+  }
+  state.SetItemsProcessed(state.iterations() * images.size(0));
+}
+
+void BM_TwoViewsImageNet224(benchmark::State& state) {
+  torch::set_num_threads(static_cast<int>(state.range(0)));
+  auto gen = at::detail::createCPUGenerator(0);
+  std::vector<torch::Tensor> images;
+  for (int i = 0; i < 64; ++i) {
+    const int64_t h = 330 + (i * 7) % 41, w = 380 + (i * 11) % 41;  // ~350 x 400, all different
+    images.push_back(torch::randint(0, 256, {3, h, w}, gen, torch::kUInt8));
+  }
+  A::TwoViews<decltype(A::simsiam_imagenet())> views(A::simsiam_imagenet(224));
+  for (auto _ : state) {
+    auto [v1, v2] = views(images, gen);
+    benchmark::DoNotOptimize(v1.data_ptr());
+    benchmark::DoNotOptimize(v2.data_ptr());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(images.size()));
+}
+
+}  // namespace
+
+BENCHMARK(BM_TwoViewsCifar32)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_TwoViewsImageNet224)
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+int main(int argc, char** argv) {
+  simsiam::keep_freed_memory();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
