@@ -25,49 +25,55 @@ torch::Tensor floats(const nlohmann::json& values) {
 
 }  // namespace
 
+// float32 takes the fused CPU loops where they exist, float64 the tensor-operation path that
+// CUDA and other dtypes use: both must equal torchvision.
+const torch::ScalarType kDtypes[] = {torch::kFloat, torch::kDouble};
+
 TEST_CASE("per-image colour operations equal torchvision's", "[augment]") {
-  for (const std::string kind : {"rgb", "gray"}) {
-    INFO(kind);
-    const auto x = images(kind);
-    const auto& c = cases(kind);
-    CHECK_TENSOR_NEAR(AF::adjust_brightness(x, floats(c["brightness"]["factors"])),
-                      tensor_of(c["brightness"]["output"]), 1e-5);
-    CHECK_TENSOR_NEAR(AF::adjust_contrast(x, floats(c["contrast"]["factors"])),
-                      tensor_of(c["contrast"]["output"]), 1e-5);
-    CHECK_TENSOR_NEAR(AF::adjust_saturation(x, floats(c["saturation"]["factors"])),
-                      tensor_of(c["saturation"]["output"]), 1e-5);
-    CHECK_TENSOR_NEAR(AF::adjust_hue(x, floats(c["hue"]["factors"])), tensor_of(c["hue"]["output"]),
-                      1e-5);
-    CHECK_TENSOR_NEAR(AF::rgb_to_grayscale(x), tensor_of(c["grayscale_1"]["output"]), 1e-5);
-  }
+  for (const auto dtype : kDtypes)
+    for (const std::string kind : {"rgb", "gray"}) {
+      INFO(kind << " " << dtype);
+      const auto x = images(kind).to(dtype);
+      const auto& c = cases(kind);
+      CHECK_TENSOR_NEAR(AF::adjust_brightness(x, floats(c["brightness"]["factors"])),
+                        tensor_of(c["brightness"]["output"]), 1e-5);
+      CHECK_TENSOR_NEAR(AF::adjust_contrast(x, floats(c["contrast"]["factors"])),
+                        tensor_of(c["contrast"]["output"]), 1e-5);
+      CHECK_TENSOR_NEAR(AF::adjust_saturation(x, floats(c["saturation"]["factors"])),
+                        tensor_of(c["saturation"]["output"]), 1e-5);
+      CHECK_TENSOR_NEAR(AF::adjust_hue(x, floats(c["hue"]["factors"])),
+                        tensor_of(c["hue"]["output"]), 1e-5);
+      CHECK_TENSOR_NEAR(AF::rgb_to_grayscale(x), tensor_of(c["grayscale_1"]["output"]), 1e-5);
+    }
 }
 
 TEST_CASE("blur, flip, normalize and crop+resize equal torchvision's", "[augment]") {
-  for (const std::string kind : {"rgb", "gray"}) {
-    INFO(kind);
-    const auto x = images(kind);
-    const auto& c = cases(kind);
-    CHECK_TENSOR_NEAR(
-        AF::gaussian_blur(x, c["blur"]["kernel_size"].get<int64_t>(), floats(c["blur"]["sigmas"])),
-        tensor_of(c["blur"]["output"]), 1e-5);
-    CHECK_TENSOR_NEAR(AF::horizontal_flip(x, torch::tensor({true, false})),
-                      tensor_of(c["hflip"]["output"]), 0.0);
-    CHECK_TENSOR_NEAR(AF::normalize(x, c["normalize"]["mean"].get<std::vector<double>>(),
-                                    c["normalize"]["std"].get<std::vector<double>>()),
-                      tensor_of(c["normalize"]["output"]), 1e-5);
-    for (const int64_t size : {7, 12}) {
-      INFO("resized_crop to " << size);
-      const auto& crop = c["resized_crop_" + std::to_string(size)];
-      const auto all_boxes =
-          torch::stack({torch::tensor(crop["boxes"][0].get<std::vector<int64_t>>()),
-                        torch::tensor(crop["boxes"][1].get<std::vector<int64_t>>())});
-      CHECK_TENSOR_NEAR(AF::resized_crop(x, all_boxes, size), tensor_of(crop["output"]), 1e-5);
-      // uint8 input is read as value / 255.
-      const auto u8 = (x * 255).round().to(torch::kUInt8);
-      CHECK_TENSOR_NEAR(AF::resized_crop(u8, all_boxes, size),
-                        AF::resized_crop(u8.to(torch::kFloat) / 255, all_boxes, size), 1e-6);
+  for (const auto dtype : kDtypes)
+    for (const std::string kind : {"rgb", "gray"}) {
+      INFO(kind << " " << dtype);
+      const auto x = images(kind).to(dtype);
+      const auto& c = cases(kind);
+      CHECK_TENSOR_NEAR(AF::gaussian_blur(x, c["blur"]["kernel_size"].get<int64_t>(),
+                                          floats(c["blur"]["sigmas"])),
+                        tensor_of(c["blur"]["output"]), 1e-5);
+      CHECK_TENSOR_NEAR(AF::horizontal_flip(x, torch::tensor({true, false})),
+                        tensor_of(c["hflip"]["output"]), 0.0);
+      CHECK_TENSOR_NEAR(AF::normalize(x, c["normalize"]["mean"].get<std::vector<double>>(),
+                                      c["normalize"]["std"].get<std::vector<double>>()),
+                        tensor_of(c["normalize"]["output"]), 1e-5);
+      for (const int64_t size : {7, 12}) {
+        INFO("resized_crop to " << size);
+        const auto& crop = c["resized_crop_" + std::to_string(size)];
+        const auto all_boxes =
+            torch::stack({torch::tensor(crop["boxes"][0].get<std::vector<int64_t>>()),
+                          torch::tensor(crop["boxes"][1].get<std::vector<int64_t>>())});
+        CHECK_TENSOR_NEAR(AF::resized_crop(x, all_boxes, size), tensor_of(crop["output"]), 1e-5);
+        // uint8 input is read as value / 255.
+        const auto u8 = (x.to(torch::kFloat) * 255).round().to(torch::kUInt8);
+        CHECK_TENSOR_NEAR(AF::resized_crop(u8, all_boxes, size),
+                          AF::resized_crop(u8.to(torch::kFloat) / 255, all_boxes, size), 1e-6);
+      }
     }
-  }
 }
 
 TEST_CASE("hue rotation by a full turn and colour ops on gray images are identities", "[augment]") {

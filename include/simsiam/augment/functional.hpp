@@ -8,9 +8,14 @@
 /// one image at a time in Python, these do for the whole batch in a few tensor operations.
 #pragma once
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "simsiam/detail/check.hpp"
@@ -125,6 +130,61 @@ inline torch::Tensor hsv_to_rgb(const torch::Tensor& hsv) {
                     1);
 }
 
+namespace detail {
+
+/// True for contiguous float32 CPU tensors, which the fused CPU loops below handle; everything
+/// else (CUDA, other dtypes) takes the tensor-operation path, which computes the same formulas.
+inline bool cpu_float(const torch::Tensor& images) {
+  return images.device().is_cpu() && images.scalar_type() == torch::kFloat &&
+         images.is_contiguous();
+}
+
+/// torchvision's rgb->hsv, hue shift, hsv->rgb for one pixel, in float32 (see `rgb_to_hsv`).
+inline void shift_hue_pixel(float& r, float& g, float& b, float shift) {
+  const float maxc = std::max(r, std::max(g, b)), minc = std::min(r, std::min(g, b));
+  const bool eqc = maxc == minc;
+  const float cr = maxc - minc;
+  const float s = cr / (eqc ? 1.0f : maxc);
+  const float crd = eqc ? 1.0f : cr;
+  const float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
+  const float hr = maxc == r ? bc - gc : 0.0f;
+  const float hg = (maxc == g && maxc != r) ? 2.0f + rc - bc : 0.0f;
+  const float hb = (maxc != g && maxc != r) ? 4.0f + gc - rc : 0.0f;
+  float h = (hr + hg + hb) / 6.0f + 1.0f;  // in (5/6, 2): fmod(h, 1) is h - floor(h), exactly
+  h = h - std::floor(h);
+  h = h + shift;
+  h = h - std::floor(h);  // torch.remainder(h, 1.0)
+  const float v = maxc;
+  const float i_f = std::floor(h * 6.0f);
+  const float f = h * 6.0f - i_f;
+  const int i = static_cast<int>(i_f) % 6;
+  const float p = std::clamp(v * (1.0f - s), 0.0f, 1.0f);
+  const float q = std::clamp(v * (1.0f - s * f), 0.0f, 1.0f);
+  const float t = std::clamp(v * (1.0f - s * (1.0f - f)), 0.0f, 1.0f);
+  switch (i) {
+    case 0:
+      r = v, g = t, b = p;
+      break;
+    case 1:
+      r = q, g = v, b = p;
+      break;
+    case 2:
+      r = p, g = v, b = t;
+      break;
+    case 3:
+      r = p, g = q, b = v;
+      break;
+    case 4:
+      r = t, g = p, b = v;
+      break;
+    default:
+      r = v, g = p, b = q;
+      break;
+  }
+}
+
+}  // namespace detail
+
 /// Rotates each image's hue by its factor in [-0.5, 0.5] (torchvision `adjust_hue`); one-channel
 /// images are returned unchanged.
 inline torch::Tensor adjust_hue(const torch::Tensor& images, const torch::Tensor& factors) {
@@ -135,6 +195,22 @@ inline torch::Tensor adjust_hue(const torch::Tensor& images, const torch::Tensor
               ": expected hue factors in [-0.5, 0.5], got up to ",
               shift.abs().max().item<double>());
   if (images.size(1) == 1) return images;
+  if (detail::cpu_float(images)) {  // one fused pass per pixel instead of ~40 tensor operations
+    auto out = images.clone();
+    const auto shifts = shift.flatten().expand({images.size(0)}).contiguous();
+    const float* shift_data = shifts.data_ptr<float>();
+    float* data = out.data_ptr<float>();
+    const int64_t plane = images.size(2) * images.size(3);
+    at::parallel_for(0, images.size(0), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t n = begin; n < end; ++n) {
+        float* r = data + n * 3 * plane;
+        for (int64_t i = 0; i < plane; ++i) {
+          detail::shift_hue_pixel(r[i], r[plane + i], r[2 * plane + i], shift_data[n]);
+        }
+      }
+    });
+    return out;
+  }
   auto hsv = rgb_to_hsv(images);
   const auto h = torch::remainder(hsv.select(1, 0) + shift.squeeze(1), 1.0);
   return hsv_to_rgb(torch::stack({h, hsv.select(1, 1), hsv.select(1, 2)}, 1));
@@ -200,6 +276,59 @@ inline torch::Tensor normalize(const torch::Tensor& images, const std::vector<do
   return (images - m) / s;
 }
 
+namespace detail {
+
+/// The bilinear gather of `resized_crop` as one loop over output pixels (CPU, contiguous uint8
+/// or float32 input, float32 output), same arithmetic order as the tensor path.
+template <class T>
+torch::Tensor resized_crop_cpu(const torch::Tensor& images, int64_t size, const torch::Tensor& y0,
+                               const torch::Tensor& y1, const torch::Tensor& ly0,
+                               const torch::Tensor& ly1, const torch::Tensor& x0,
+                               const torch::Tensor& x1, const torch::Tensor& lx0,
+                               const torch::Tensor& lx1) {
+  const int64_t b = images.size(0), c = images.size(1), height = images.size(2),
+                width = images.size(3);
+  auto out = torch::empty({b, c, size, size}, torch::kFloat);
+  const torch::Tensor iy0 = y0.contiguous(), iy1 = y1.contiguous(), ix0 = x0.contiguous(),
+                      ix1 = x1.contiguous();
+  const torch::Tensor wy0 = ly0.contiguous(), wy1 = ly1.contiguous(), wx0 = lx0.contiguous(),
+                      wx1 = lx1.contiguous();
+  const T* in = images.data_ptr<T>();
+  float* dst = out.data_ptr<float>();
+  const int64_t *y0p = iy0.data_ptr<int64_t>(), *y1p = iy1.data_ptr<int64_t>(),
+                *x0p = ix0.data_ptr<int64_t>(), *x1p = ix1.data_ptr<int64_t>();
+  const float *fy0p = wy0.data_ptr<float>(), *fy1p = wy1.data_ptr<float>(),
+              *fx0p = wx0.data_ptr<float>(), *fx1p = wx1.data_ptr<float>();
+  const float scale = std::is_same_v<T, uint8_t> ? 1.0f / 255.0f : 1.0f;
+  at::parallel_for(0, b * c, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t plane = begin; plane < end; ++plane) {
+      const int64_t n = plane / c;
+      const T* src = in + plane * height * width;
+      float* o = dst + plane * size * size;
+      const int64_t *ya = y0p + n * size, *yb = y1p + n * size, *xa = x0p + n * size,
+                    *xb = x1p + n * size;
+      const float *fy0 = fy0p + n * size, *fy1 = fy1p + n * size, *fx0 = fx0p + n * size,
+                  *fx1 = fx1p + n * size;
+      for (int64_t oy = 0; oy < size; ++oy) {
+        const T* r0 = src + ya[oy] * width;
+        const T* r1 = src + yb[oy] * width;
+        for (int64_t ox = 0; ox < size; ++ox) {
+          const float p00 = static_cast<float>(r0[xa[ox]]) * scale;
+          const float p01 = static_cast<float>(r0[xb[ox]]) * scale;
+          const float p10 = static_cast<float>(r1[xa[ox]]) * scale;
+          const float p11 = static_cast<float>(r1[xb[ox]]) * scale;
+          const float top = fx0[ox] * p00 + fx1[ox] * p01;
+          const float bottom = fx0[ox] * p10 + fx1[ox] * p11;
+          o[oy * size + ox] = fy0[oy] * top + fy1[oy] * bottom;
+        }
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace detail
+
 /// Crop boxes (top, left, height, width) in pixels, one row per image: int64 [B, 4].
 /// Crops each image to its box and resizes it to size x size with bilinear interpolation,
 /// `align_corners=false` and no antialiasing: torchvision `resized_crop` on tensors. Accepts
@@ -238,6 +367,12 @@ inline torch::Tensor resized_crop(const torch::Tensor& images, const torch::Tens
   const auto [y0, y1, ly0, ly1] = axis(top, h);
   const auto [x0, x1, lx0, lx1] = axis(left, w);
   const int64_t b = images.size(0), c = images.size(1);
+  if (images.device().is_cpu() && images.is_contiguous() && dtype == torch::kFloat &&
+      (images.scalar_type() == torch::kByte || images.scalar_type() == torch::kFloat)) {
+    return images.scalar_type() == torch::kByte
+               ? detail::resized_crop_cpu<uint8_t>(images, size, y0, y1, ly0, ly1, x0, x1, lx0, lx1)
+               : detail::resized_crop_cpu<float>(images, size, y0, y1, ly0, ly1, x0, x1, lx0, lx1);
+  }
   const auto as_float = [&](const torch::Tensor& t) {
     return images.is_floating_point() ? t.to(dtype) : t.to(dtype).div_(255.0);
   };
