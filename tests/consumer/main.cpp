@@ -1,5 +1,6 @@
 // Uses the installed headers the way a user would: the README's loop on a small model, then an
 // IDX read through the data component.
+#include <simsiam/augment/presets.hpp>
 #include <simsiam/data/idx.hpp>
 #include <simsiam/simsiam.hpp>
 
@@ -23,17 +24,20 @@ int main() {
   torch::optim::SGD optimizer({torch::optim::OptimizerParamGroup(model->encoder_parameters()),
                                torch::optim::OptimizerParamGroup(model->predictor_parameters())},
                               torch::optim::SGDOptions(lr).momentum(0.9).weight_decay(1e-4));
-  const auto images = torch::rand({batch_size, 1, 12, 12});
+  const auto images = torch::randint(0, 256, {batch_size, 1, 12, 12}, torch::kUInt8);
+  simsiam::augment::TwoViews views(simsiam::augment::simsiam_grayscale(12));
   torch::Tensor loss;
   for (int step = 0; step < 2; ++step) {
-    auto out = model->forward(images.flip(3), images + 0.1 * torch::randn_like(images));
+    auto [x1, x2] = views(images);
+    auto out = model->forward(x1, x2);
     loss = criterion(out.p1, out.p2, out.z1, out.z2);
     optimizer.zero_grad();
     loss.backward();
     optimizer.step();
   }
-  const auto collapse = simsiam::functional::collapse_std(model->encode(images)).item<double>();
-  const auto representation = model->features(images);
+  const auto unit = images.to(torch::kFloat) / 255;
+  const auto collapse = simsiam::functional::collapse_std(model->encode(unit)).item<double>();
+  const auto representation = model->features(unit);
 
   const auto path = std::filesystem::temp_directory_path() / "simsiam_consumer.idx";
   std::ofstream(path, std::ios::binary).write("\0\0\x08\x01\0\0\0\x02\x07\x09", 10);
