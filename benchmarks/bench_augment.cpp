@@ -7,8 +7,9 @@
 //   --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
+#include "bench_main.hpp"
+
 #include <simsiam/augment/presets.hpp>
-#include <simsiam/train/allocator.hpp>
 
 namespace {
 
@@ -59,11 +60,4 @@ BENCHMARK(BM_TwoViewsImageNet224)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-int main(int argc, char** argv) {
-  simsiam::keep_freed_memory();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return run_benchmarks(argc, argv); }

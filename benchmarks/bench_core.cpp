@@ -2,15 +2,15 @@
 // the official sizes (batch 256, d 2048, ResNet-50 features 2048, predictor 512). Items are
 // images; one item is both views of an image.
 //
-// glibc's default malloc returns freed activations to the OS every step; the program keeps them
-// (simsiam::keep_freed_memory) unless SIMSIAM_DEFAULT_MALLOC=1 is set, to show the difference.
+// SIMSIAM_DEFAULT_MALLOC=1 keeps glibc's default malloc thresholds (see bench_main.hpp).
 //
 //   build/benchmarks/bench_core --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
+#include "bench_main.hpp"
+
 #include <cstdlib>
 #include <simsiam/simsiam.hpp>
-#include <simsiam/train/allocator.hpp>
 
 namespace {
 
@@ -73,14 +73,4 @@ BENCHMARK(BM_HeadsForwardBackward)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-int main(int argc, char** argv) {
-  const char* keep_default = std::getenv("SIMSIAM_DEFAULT_MALLOC");
-  const bool tuned =
-      !(keep_default && std::string(keep_default) == "1") && simsiam::keep_freed_memory();
-  benchmark::AddCustomContext("malloc", tuned ? "keep_freed_memory" : "glibc default");
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return run_benchmarks(argc, argv); }

@@ -1,0 +1,22 @@
+// Shared main of the benchmark programs. glibc's default malloc returns freed activations to the
+// OS every step; the programs keep them (simsiam::keep_freed_memory) unless
+// SIMSIAM_DEFAULT_MALLOC=1 is set, to show the difference. The choice is printed in the context.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <simsiam/train/allocator.hpp>
+#include <string>
+
+inline int run_benchmarks(int argc, char** argv) {
+  const char* keep_default = std::getenv("SIMSIAM_DEFAULT_MALLOC");
+  const bool tuned =
+      !(keep_default && std::string(keep_default) == "1") && simsiam::keep_freed_memory();
+  benchmark::AddCustomContext("malloc", tuned ? "keep_freed_memory" : "glibc default");
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
