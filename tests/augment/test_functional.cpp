@@ -105,3 +105,18 @@ TEST_CASE("bad augmentation inputs fail clearly", "[augment][errors]") {
   CHECK_THROWS_WITH(AF::adjust_brightness(x.to(torch::kLong), torch::ones({2})),
                     Catch::Contains("expected floating-point images in [0, 1], got Long"));
 }
+
+TEST_CASE("fused CPU hue rotation equals the tensor path on every hue sector", "[augment]") {
+  auto gen = at::detail::createCPUGenerator(12);
+  auto x = torch::rand({16, 3, 32, 32}, gen);
+  x.index_put_({0}, 0.5);                                    // gray: s = 0
+  x.index_put_({1, 0}, 1.0);                                 // saturated red channel
+  x.index_put_({2}, torch::rand({1, 32, 32}, gen).round());  // pure primaries and black/white
+  const auto shifts =
+      torch::cat({torch::tensor({0.5f, -0.5f, 0.25f}), torch::rand({13}, gen) - 0.5f});
+  const auto fused = AF::adjust_hue(x, shifts);                       // float32: fused loop
+  const auto generic = AF::adjust_hue(x.to(torch::kDouble), shifts);  // float64: tensor path
+  CHECK_TENSOR_NEAR(fused, generic, 1e-5);
+  const auto sectors = torch::floor(AF::rgb_to_hsv(x).select(1, 0) * 6).to(torch::kLong).flatten();
+  CHECK((torch::bincount(sectors, {}, 6) > 0).all().item<bool>());  // all six hsv->rgb sectors
+}

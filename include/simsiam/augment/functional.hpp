@@ -140,6 +140,8 @@ inline bool cpu_float(const torch::Tensor& images) {
 }
 
 /// torchvision's rgb->hsv, hue shift, hsv->rgb for one pixel, in float32 (see `rgb_to_hsv`).
+/// Written without branches or libm calls so that the pixel loop vectorises; each step equals
+/// torchvision's for the values it can take (noted inline).
 inline void shift_hue_pixel(float& r, float& g, float& b, float shift) {
   const float maxc = std::max(r, std::max(g, b)), minc = std::min(r, std::min(g, b));
   const bool eqc = maxc == minc;
@@ -150,37 +152,22 @@ inline void shift_hue_pixel(float& r, float& g, float& b, float shift) {
   const float hr = maxc == r ? bc - gc : 0.0f;
   const float hg = (maxc == g && maxc != r) ? 2.0f + rc - bc : 0.0f;
   const float hb = (maxc != g && maxc != r) ? 4.0f + gc - rc : 0.0f;
-  float h = (hr + hg + hb) / 6.0f + 1.0f;  // in (5/6, 2): fmod(h, 1) is h - floor(h), exactly
-  h = h - std::floor(h);
-  h = h + shift;
-  h = h - std::floor(h);  // torch.remainder(h, 1.0)
+  float h = (hr + hg + hb) / 6.0f + 1.0f;  // in [5/6, 11/6]: fmod(h, 1) is h or h - 1
+  h = h >= 1.0f ? h - 1.0f : h;
+  h = h + shift;  // in (-0.5, 1.5): torch.remainder(h, 1) adds or subtracts at most 1
+  h = h < 0.0f ? h + 1.0f : (h >= 1.0f ? h - 1.0f : h);
   const float v = maxc;
-  const float i_f = std::floor(h * 6.0f);
-  const float f = h * 6.0f - i_f;
-  const int i = static_cast<int>(i_f) % 6;
-  const float p = std::clamp(v * (1.0f - s), 0.0f, 1.0f);
-  const float q = std::clamp(v * (1.0f - s * f), 0.0f, 1.0f);
-  const float t = std::clamp(v * (1.0f - s * (1.0f - f)), 0.0f, 1.0f);
-  switch (i) {
-    case 0:
-      r = v, g = t, b = p;
-      break;
-    case 1:
-      r = q, g = v, b = p;
-      break;
-    case 2:
-      r = p, g = v, b = t;
-      break;
-    case 3:
-      r = p, g = q, b = v;
-      break;
-    case 4:
-      r = t, g = p, b = v;
-      break;
-    default:
-      r = v, g = p, b = q;
-      break;
-  }
+  const float h6 = h * 6.0f;
+  const int raw = static_cast<int>(h6);  // floor, as h6 >= 0
+  const float f = h6 - static_cast<float>(raw);
+  const int i = raw == 6 ? 0 : raw;  // i % 6
+  const float p = std::min(std::max(v * (1.0f - s), 0.0f), 1.0f);
+  const float q = std::min(std::max(v * (1.0f - s * f), 0.0f), 1.0f);
+  const float t = std::min(std::max(v * (1.0f - s * (1.0f - f)), 0.0f), 1.0f);
+  // Sector i: r from (v, q, p, p, t, v), g from (t, v, v, q, p, p), b from (p, p, t, v, v, q).
+  r = (i == 0 || i == 5) ? v : (i == 1 ? q : (i == 4 ? t : p));
+  g = (i == 1 || i == 2) ? v : (i == 0 ? t : (i == 3 ? q : p));
+  b = (i == 3 || i == 4) ? v : (i == 2 ? t : (i == 5 ? q : p));
 }
 
 }  // namespace detail
