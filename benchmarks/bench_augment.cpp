@@ -16,7 +16,7 @@ namespace {
 namespace A = simsiam::augment;
 
 void BM_TwoViewsCifar32(benchmark::State& state) {
-  torch::set_num_threads(static_cast<int>(state.range(0)));
+  use_threads(state);
   auto gen = at::detail::createCPUGenerator(0);
   const auto images = torch::randint(0, 256, {512, 3, 32, 32}, gen, torch::kUInt8);
   A::TwoViews<decltype(A::simsiam_cifar())> views(A::simsiam_cifar(32));
@@ -29,7 +29,7 @@ void BM_TwoViewsCifar32(benchmark::State& state) {
 }
 
 void BM_TwoViewsImageNet224(benchmark::State& state) {
-  torch::set_num_threads(static_cast<int>(state.range(0)));
+  use_threads(state);
   auto gen = at::detail::createCPUGenerator(0);
   std::vector<torch::Tensor> images;
   for (int i = 0; i < 64; ++i) {
@@ -47,17 +47,7 @@ void BM_TwoViewsImageNet224(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_TwoViewsCifar32)
-    ->ArgName("threads")
-    ->Arg(1)
-    ->Arg(2)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK(BM_TwoViewsImageNet224)
-    ->ArgName("threads")
-    ->Arg(1)
-    ->Arg(2)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(BM_TwoViewsCifar32)->Apply(with_1_and_2_threads)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_TwoViewsImageNet224)->Apply(with_1_and_2_threads)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) { return run_benchmarks(argc, argv); }

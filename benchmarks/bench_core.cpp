@@ -17,12 +17,8 @@ namespace {
 constexpr int64_t kBatch = 256;
 constexpr int64_t kDim = 2048;
 
-void set_threads(const benchmark::State& state) {
-  torch::set_num_threads(static_cast<int>(state.range(0)));
-}
-
 void BM_LossForwardBackward(benchmark::State& state) {
-  set_threads(state);
+  use_threads(state);
   torch::manual_seed(0);
   auto p1 = torch::randn({kBatch, kDim}, torch::requires_grad());
   auto p2 = torch::randn({kBatch, kDim}, torch::requires_grad());
@@ -40,7 +36,7 @@ void BM_LossForwardBackward(benchmark::State& state) {
 }
 
 void BM_HeadsForwardBackward(benchmark::State& state) {
-  set_threads(state);
+  use_threads(state);
   torch::manual_seed(0);
   simsiam::Projector projector(kDim);  // 2048 -> 2048 -> 2048 -> 2048, official ResNet-50 head
   simsiam::Predictor predictor;        // 2048 -> 512 -> 2048
@@ -60,17 +56,7 @@ void BM_HeadsForwardBackward(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_LossForwardBackward)
-    ->ArgName("threads")
-    ->Arg(1)
-    ->Arg(2)
-    ->Unit(benchmark::kMicrosecond)
-    ->UseRealTime();
-BENCHMARK(BM_HeadsForwardBackward)
-    ->ArgName("threads")
-    ->Arg(1)
-    ->Arg(2)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(BM_LossForwardBackward)->Apply(with_1_and_2_threads)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_HeadsForwardBackward)->Apply(with_1_and_2_threads)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) { return run_benchmarks(argc, argv); }

@@ -5,9 +5,21 @@
 
 #include <benchmark/benchmark.h>
 
+#include <torch/torch.h>
 #include <cstdlib>
 #include <simsiam/train/allocator.hpp>
 #include <string>
+
+/// Runs a benchmark with 1 and 2 LibTorch threads (argument "threads"), timed in real time.
+/// Use with `->Apply(with_1_and_2_threads)`; the benchmark body calls `use_threads(state)`.
+inline void with_1_and_2_threads(benchmark::internal::Benchmark* b) {
+  b->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
+}
+
+/// Sets LibTorch's intra-op threads to the benchmark's "threads" argument.
+inline void use_threads(const benchmark::State& state) {
+  torch::set_num_threads(static_cast<int>(state.range(0)));
+}
 
 inline int run_benchmarks(int argc, char** argv) {
   const char* keep_default = std::getenv("SIMSIAM_DEFAULT_MALLOC");

@@ -288,9 +288,7 @@ struct RandomApply {
     const auto chosen = detail::coin(images.size(0), p, generator).nonzero().flatten();
     if (chosen.numel() == 0) return images;
     const auto index = chosen.to(images.device());
-    auto out = images.clone();
-    out.index_copy_(0, index, transform(images.index_select(0, index), generator));
-    return out;
+    return images.index_copy(0, index, transform(images.index_select(0, index), generator));
   }
 };
 
