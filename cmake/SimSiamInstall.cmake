@@ -15,4 +15,4 @@ configure_package_config_file("${PROJECT_SOURCE_DIR}/cmake/SimSiamConfig.cmake.i
 write_basic_package_version_file("${PROJECT_BINARY_DIR}/SimSiamConfigVersion.cmake"
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
 install(FILES "${PROJECT_BINARY_DIR}/SimSiamConfig.cmake" "${PROJECT_BINARY_DIR}/SimSiamConfigVersion.cmake"
-  DESTINATION "${SIMSIAM_CMAKE_DIR}")
+  "${PROJECT_SOURCE_DIR}/cmake/FindTurboJPEG.cmake" DESTINATION "${SIMSIAM_CMAKE_DIR}")

@@ -120,3 +120,47 @@ TEST_CASE("fused CPU hue rotation equals the tensor path on every hue sector", "
   const auto sectors = torch::floor(AF::rgb_to_hsv(x).select(1, 0) * 6).to(torch::kLong).flatten();
   CHECK((torch::bincount(sectors, {}, 6) > 0).all().item<bool>());  // all six hsv->rgb sectors
 }
+
+TEST_CASE("fused CPU loops equal the tensor-operation path", "[augment]") {
+  auto gen = at::detail::createCPUGenerator(21);
+  const auto x = torch::rand({5, 3, 37, 41}, gen);  // odd sizes: vector loops and their tails
+  const auto xd = x.to(torch::kDouble);
+  const auto f = torch::rand({5}, gen) * 1.6 + 0.2;
+  CHECK_TENSOR_NEAR(AF::adjust_brightness(x, f), AF::adjust_brightness(xd, f), 1e-6);
+  CHECK_TENSOR_NEAR(AF::adjust_contrast(x, f), AF::adjust_contrast(xd, f), 1e-6);
+  CHECK_TENSOR_NEAR(AF::adjust_saturation(x, f), AF::adjust_saturation(xd, f), 1e-6);
+  CHECK_TENSOR_NEAR(AF::rgb_to_grayscale(x, 3), AF::rgb_to_grayscale(xd, 3), 1e-6);
+  CHECK_TENSOR_NEAR(AF::rgb_to_grayscale(x, 1), AF::rgb_to_grayscale(xd, 1), 1e-6);
+  const auto flip = torch::tensor({true, false, true, true, false});
+  CHECK(
+      torch::equal(AF::horizontal_flip(x, flip), AF::horizontal_flip(xd, flip).to(torch::kFloat)));
+  const auto sigmas = torch::tensor({0.1, 0.5, 1.0, 2.0, 4.0});
+  CHECK_TENSOR_NEAR(AF::gaussian_blur(x, 23, sigmas), AF::gaussian_blur(xd, 23, sigmas), 1e-6);
+  const auto gray = torch::rand({2, 1, 9, 11}, gen);
+  CHECK_TENSOR_NEAR(AF::adjust_contrast(gray, f.narrow(0, 0, 2)),
+                    AF::adjust_contrast(gray.to(torch::kDouble), f.narrow(0, 0, 2)), 1e-6);
+  // Crop: uint8 and float input through the fused loop against the tensor path (float64).
+  const auto u8 = torch::randint(0, 256, {3, 3, 50, 60}, gen, torch::kUInt8);
+  const auto boxes =
+      torch::tensor({{0, 0, 50, 60}, {3, 7, 20, 11}, {40, 50, 10, 10}}, torch::kLong);
+  const auto reference = AF::resized_crop(u8.to(torch::kDouble) / 255.0, boxes, 24);
+  CHECK_TENSOR_NEAR(AF::resized_crop(u8, boxes, 24), reference, 1e-6);
+  CHECK_TENSOR_NEAR(AF::resized_crop(u8.to(torch::kFloat) / 255.0, boxes, 24), reference, 1e-6);
+}
+
+TEST_CASE("the blur leaves out only taps below float32 resolution", "[augment]") {
+  namespace AFD = AF::detail;
+  const auto reach = [](double sigma) {
+    const auto k = AF::gaussian_kernels(23, torch::tensor({sigma}, torch::kFloat)).contiguous();
+    return AFD::kernel_reach(k.data_ptr<float>(), 11);
+  };
+  CHECK(reach(0.1) == 0);   // 0.1: neighbours weigh ~1e-22; the blur is the identity in float32
+  CHECK(reach(1.0) == 5);   // exp(-36 / 2) ~ 1.5e-8: the sixth ring is below resolution
+  CHECK(reach(2.0) == 11);  // all 23 taps matter
+  for (double sigma : {0.1, 0.3, 1.0, 1.7}) {
+    const auto k = AF::gaussian_kernels(23, torch::tensor({sigma}, torch::kDouble));
+    const int64_t r = reach(sigma);
+    const double dropped = 1.0 - k.narrow(1, 11 - r, 2 * r + 1).sum().item<double>();
+    CHECK(dropped < std::ldexp(1.0, -25));
+  }
+}

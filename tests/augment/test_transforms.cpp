@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "simsiam/augment/presets.hpp"
+#include "support/fixtures.hpp"
 
 namespace {
 
@@ -191,4 +192,55 @@ TEST_CASE("bad augmentation options fail at construction", "[augment][errors]") 
   CHECK_THROWS_WITH(
       A::RandomResizedCrop(8)(torch::rand({2, 4, 8, 8}), gen),
       Catch::Contains("expected images [B, C, H, W] with C = 1 or 3, got [2, 4, 8, 8]"));
+}
+
+TEST_CASE("ColorJitter's fused CPU path equals its tensor path for the same draws", "[augment]") {
+  const A::ColorJitter jitter(0.4, 0.4, 0.4, 0.1);
+  auto gen = generator(31);
+  const auto x = torch::rand({12, 3, 17, 19}, gen);
+  auto g1 = generator(5), g2 = generator(5);
+  const auto fused = jitter(x, g1);                       // float32: per image, in place
+  const auto generic = jitter(x.to(torch::kDouble), g2);  // float64: grouped tensor operations
+  CHECK_TENSOR_NEAR(fused, generic, 1e-5);
+  auto g3 = generator(5), g4 = generator(5);
+  const A::RandomGrayscale gray(0.5);
+  CHECK_TENSOR_NEAR(gray(x, g3), gray(x.to(torch::kDouble), g4), 1e-6);
+}
+
+TEST_CASE("TwoViews on CPU chunks: same views for a seed at any thread count", "[augment]") {
+  const auto pipeline = A::simsiam_imagenet(24);
+  auto g0 = generator(41);
+  const auto x = torch::randint(0, 256, {10, 3, 30, 34}, g0, torch::kUInt8);
+  std::vector<torch::Tensor> list;
+  for (int64_t i = 0; i < 10; ++i) list.push_back(x[i].narrow(2, 0, 20 + i));  // sizes differ
+  const int threads = torch::get_num_threads();
+  for (int64_t chunk : {int64_t{1}, int64_t{3}, int64_t{0}}) {
+    const A::TwoViews<decltype(pipeline)> two(pipeline, A::TwoViewsOptions{0, chunk});
+    torch::set_num_threads(1);
+    auto g1 = generator(7);
+    const auto [a1, a2] = two(x, g1);
+    const auto [l1, l2] = two(list, g1);
+    torch::set_num_threads(2);
+    auto g2 = generator(7);
+    const auto [b1, b2] = two(x, g2);
+    const auto [m1, m2] = two(list, g2);
+    CHECK(torch::equal(a1, b1));
+    CHECK(torch::equal(a2, b2));
+    CHECK(torch::equal(l1, m1));
+    CHECK(torch::equal(l2, m2));
+    CHECK(a1.sizes() == torch::IntArrayRef({10, 3, 24, 24}));
+    CHECK(l2.sizes() == torch::IntArrayRef({10, 3, 24, 24}));
+    // One image repeated: every copy, in every chunk, gets its own views.
+    const auto same = x.narrow(0, 0, 1).repeat({10, 1, 1, 1});
+    const auto [s1, s2] = two(same, g1);
+    for (int64_t i = 1; i < 10; ++i) CHECK_FALSE(torch::equal(s1[0], s1[i]));
+    CHECK_FALSE(torch::equal(s1, s2));
+  }
+  torch::set_num_threads(threads);
+  // kAutoChunk: one ImageNet-size image per chunk; CIFAR-size batches whole.
+  CHECK(A::detail::auto_chunk(torch::empty({4, 3, 350, 400}, torch::kUInt8)) == 1);
+  CHECK(A::detail::auto_chunk(torch::empty({512, 3, 32, 32}, torch::kUInt8)) == 0);
+  CHECK(A::detail::auto_chunk(torch::empty({8, 3, 96, 96}, torch::kUInt8)) == 9);
+  CHECK_THROWS_WITH(A::TwoViews<decltype(pipeline)>(pipeline, A::TwoViewsOptions{0, -2}),
+                    Catch::Contains("expected cpu_chunk >= 0 (0 = whole batch)"));
 }

@@ -2,6 +2,7 @@
 // IDX read through the data component.
 #include <simsiam/augment/presets.hpp>
 #include <simsiam/data/idx.hpp>
+#include <simsiam/data/image.hpp>
 #include <simsiam/simsiam.hpp>
 
 #include <cstdio>
@@ -43,9 +44,16 @@ int main() {
   std::ofstream(path, std::ios::binary).write("\0\0\x08\x01\0\0\0\x02\x07\x09", 10);
   const auto values = simsiam::read_idx(path.string());
   std::filesystem::remove(path);
-  const bool ok = values.numel() == 2 && values[1].item<int>() == 9 && loss.item<float>() <= 1.0f &&
+  // JPEG and PNG through libjpeg-turbo and zlib, as the data component links them.
+  const auto pixels = torch::full({3, 16, 16}, 200, torch::kUInt8);
+  const auto jpeg = simsiam::decode_image(simsiam::encode_jpeg(pixels, 95));
+  const auto png = simsiam::decode_image(simsiam::encode_png(pixels));
+  const bool images_ok =
+      torch::equal(png, pixels) && (jpeg.to(torch::kInt) - 200).abs().max().item<int>() <= 2;
+  const bool ok = images_ok && values.numel() == 2 && values[1].item<int>() == 9 &&
+                  loss.item<float>() <= 1.0f &&
                   representation.sizes() == torch::IntArrayRef({batch_size, 8}) && collapse > 0;
-  std::printf("consumer: SimSiam %s, loss %.4f, z-std %.4f, idx %s\n", simsiam::kVersion,
+  std::printf("consumer: SimSiam %s, loss %.4f, z-std %.4f, idx and images %s\n", simsiam::kVersion,
               loss.item<float>(), collapse, ok ? "ok" : "WRONG");
   return ok ? 0 : 1;
 }

@@ -10,8 +10,11 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -139,7 +142,7 @@ struct RandomResizedCrop {
                   simsiam::detail::shape_string(image));
       crops.push_back((*this)(image.unsqueeze(0), generator));
     }
-    return torch::cat(crops);
+    return crops.size() == 1 ? crops.front() : torch::cat(crops);
   }
 };
 
@@ -170,6 +173,7 @@ struct ColorJitter {
     const torch::Tensor factors[4] = {factor(brightness), factor(contrast), factor(saturation),
                                       detail::uniform(n, -hue, hue, generator)};
     const double strengths[4] = {brightness, contrast, saturation, hue};
+    if (functional::detail::cpu_float(images)) return apply_cpu(images, order, factors, strengths);
     auto out = images.clone();
     for (int64_t position = 0; position < 4; ++position) {
       for (int64_t op = 0; op < 4; ++op) {
@@ -199,6 +203,29 @@ struct ColorJitter {
     }
     return out;
   }
+
+ private:
+  /// Each image through its four operations in its order, in place and in cache (CPU float32).
+  static torch::Tensor apply_cpu(const torch::Tensor& images, const torch::Tensor& order,
+                                 const torch::Tensor (&factors)[4], const double (&strengths)[4]) {
+    namespace FD = functional::detail;
+    const int64_t n = images.size(0), channels = images.size(1),
+                  plane = images.size(2) * images.size(3);
+    const auto ops = order.accessor<int64_t, 2>();
+    const std::vector<float> f[4] = {
+        FD::factor_values(factors[0], n), FD::factor_values(factors[1], n),
+        FD::factor_values(factors[2], n), FD::factor_values(factors[3], n)};
+    return FD::map_images_cpu(images, [&](float* x, int64_t i) {
+      for (int64_t position = 0; position < 4; ++position) {
+        const int64_t op = ops[i][position];
+        if (strengths[op] == 0.0) continue;
+        if (op == 0) FD::brightness_image(x, channels, plane, f[0][i]);
+        if (op == 1) FD::contrast_image(x, channels, plane, f[1][i]);
+        if (op == 2 && channels == 3) FD::saturation_image(x, plane, f[2][i]);
+        if (op == 3 && channels == 3) FD::hue_image(x, plane, f[3][i]);
+      }
+    });
+  }
 };
 
 /// torchvision's RandomGrayscale: each image becomes its luma (in all channels) with probability p.
@@ -211,7 +238,17 @@ struct RandomGrayscale {
 
   torch::Tensor operator()(const torch::Tensor& images, torch::Generator& generator) const {
     functional::detail::check_images("simsiam::augment::RandomGrayscale", images);
-    const auto chosen = detail::coin(images.size(0), p, generator).to(images.device());
+    const auto coins = detail::coin(images.size(0), p, generator);
+    if (functional::detail::cpu_float(images)) {
+      if (images.size(1) == 1) return images;
+      const auto flags = coins.contiguous();
+      const bool* chosen = flags.data_ptr<bool>();
+      const int64_t plane = images.size(2) * images.size(3);
+      return functional::detail::map_images_cpu(images, [&](float* x, int64_t n) {
+        if (chosen[n]) functional::detail::grayscale_image(x, plane);
+      });
+    }
+    const auto chosen = coins.to(images.device());
     const auto gray = functional::rgb_to_grayscale(images, images.size(1));
     return torch::where(chosen.view({-1, 1, 1, 1}), gray, images);
   }
@@ -287,6 +324,7 @@ struct RandomApply {
   torch::Tensor operator()(const torch::Tensor& images, torch::Generator& generator) const {
     const auto chosen = detail::coin(images.size(0), p, generator).nonzero().flatten();
     if (chosen.numel() == 0) return images;
+    if (chosen.numel() == images.size(0)) return transform(images, generator);  // no gather
     const auto index = chosen.to(images.device());
     return images.index_copy(0, index, transform(images.index_select(0, index), generator));
   }
@@ -317,20 +355,129 @@ struct Compose {
   }
 };
 
+/// How `TwoViews` runs a pipeline.
+struct TwoViewsOptions {
+  /// `cpu_chunk` value that picks the chunk size from the image size (see below).
+  static constexpr int64_t kAutoChunk = -1;
+
+  /// Seed of the owned generator (used by calls that pass none).
+  uint64_t seed = 0;
+  /// On the CPU, a batch larger than this is cut into chunks of `cpu_chunk` images that go
+  /// through the whole pipeline (both views) one chunk at a time, in parallel over LibTorch's
+  /// threads: a chunk's intermediate images stay in cache instead of streaming every operation
+  /// over the whole batch. Each chunk draws from its own generator seeded from one number drawn
+  /// per call, so a seed gives the same views whatever the thread count. 0 processes the batch
+  /// whole (as on other devices, where chunking never applies). `kAutoChunk` keeps about 1 MiB
+  /// of float32 input per chunk (one image at ImageNet sizes) and takes small images (CIFAR) as
+  /// a whole batch, where per-chunk overhead would dominate.
+  int64_t cpu_chunk = kAutoChunk;
+};
+
+namespace detail {
+
+/// splitmix64: a well-mixed 64-bit value for chunk `index` of a call whose draw was `base`.
+inline uint64_t mix_seed(uint64_t base, uint64_t index) {
+  uint64_t z = base + 0x9E3779B97F4A7C15ULL * (index + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+inline int64_t batch_size(const torch::Tensor& images) { return images.size(0); }
+inline int64_t batch_size(const std::vector<torch::Tensor>& images) {
+  return static_cast<int64_t>(images.size());
+}
+inline bool on_cpu(const torch::Tensor& images) { return images.device().is_cpu(); }
+inline bool on_cpu(const std::vector<torch::Tensor>& images) {
+  return std::all_of(images.begin(), images.end(),
+                     [](const torch::Tensor& image) { return image.device().is_cpu(); });
+}
+inline int64_t image_values(const torch::Tensor& images) {
+  return images.size(0) > 0 ? images.numel() / images.size(0) : 0;
+}
+inline int64_t image_values(const std::vector<torch::Tensor>& images) {
+  return images.empty() ? 0 : images.front().numel();
+}
+
+/// The chunk size `TwoViewsOptions::kAutoChunk` stands for (0: the whole batch).
+template <class Images>
+int64_t auto_chunk(const Images& images) {
+  constexpr int64_t kBudget = int64_t{1} << 20, kWholeBatchFrom = 64;
+  const int64_t bytes = std::max<int64_t>(1, image_values(images) * int64_t{sizeof(float)});
+  const int64_t chunk = std::max<int64_t>(1, kBudget / bytes);
+  return chunk >= kWholeBatchFrom ? 0 : chunk;
+}
+
+inline torch::Tensor slice(const torch::Tensor& images, int64_t begin, int64_t end) {
+  return images.slice(0, begin, end);
+}
+inline std::vector<torch::Tensor> slice(const std::vector<torch::Tensor>& images, int64_t begin,
+                                        int64_t end) {
+  return {images.begin() + begin, images.begin() + end};
+}
+
+}  // namespace detail
+
 /// Two independently augmented views of the same batch, the input of SimSiam. Owns a CPU
-/// generator (seeded) for calls that do not pass one.
+/// generator (seeded) for calls that do not pass one. See `TwoViewsOptions` for how CPU
+/// batches are processed.
 template <class Pipeline>
 class TwoViews {
  public:
   explicit TwoViews(Pipeline pipeline, uint64_t seed = 0)
-      : pipeline_(std::move(pipeline)), generator_(at::detail::createCPUGenerator(seed)) {}
+      : TwoViews(std::move(pipeline), TwoViewsOptions{seed}) {}
+
+  TwoViews(Pipeline pipeline, TwoViewsOptions options)
+      : pipeline_(std::move(pipeline)),
+        options_(options),
+        generator_(at::detail::createCPUGenerator(options.seed)) {
+    TORCH_CHECK(options.cpu_chunk >= TwoViewsOptions::kAutoChunk,
+                "simsiam::augment::TwoViews: expected cpu_chunk >= 0 (0 = whole batch) or "
+                "TwoViewsOptions::kAutoChunk, got ",
+                options.cpu_chunk);
+  }
 
   /// (view 1, view 2) of `images`, parameters drawn from `generator`.
   template <class Images>
   std::pair<torch::Tensor, torch::Tensor> operator()(const Images& images,
                                                      torch::Generator& generator) const {
-    auto first = pipeline_(images, generator);
-    auto second = pipeline_(images, generator);
+    const int64_t n = detail::batch_size(images);
+    const int64_t chunk = options_.cpu_chunk == TwoViewsOptions::kAutoChunk
+                              ? detail::auto_chunk(images)
+                              : options_.cpu_chunk;
+    if (chunk == 0 || n <= chunk || !detail::on_cpu(images)) {
+      auto first = pipeline_(images, generator);
+      auto second = pipeline_(images, generator);
+      return {std::move(first), std::move(second)};
+    }
+    const auto base = static_cast<uint64_t>(
+        torch::randint(0, std::numeric_limits<int64_t>::max(), {1}, generator, torch::kLong)
+            .item<int64_t>());
+    const int64_t chunks = (n + chunk - 1) / chunk;
+    torch::Tensor first, second;  // allocated after chunk 0 shows the output's shape and type
+    const auto run_chunk = [&](int64_t c) {
+      auto chunk_generator = at::detail::createCPUGenerator(detail::mix_seed(base, c));
+      const int64_t begin = c * chunk, end = std::min(n, begin + chunk);
+      const auto part = detail::slice(images, begin, end);
+      auto view1 = pipeline_(part, chunk_generator);
+      auto view2 = pipeline_(part, chunk_generator);
+      if (c == 0) {
+        auto sizes = view1.sizes().vec();
+        sizes[0] = n;
+        first = torch::empty(sizes, view1.options());
+        second = torch::empty(sizes, view2.options());
+      }
+      first.slice(0, begin, end).copy_(view1);  // while the chunk is still in cache
+      second.slice(0, begin, end).copy_(view2);
+    };
+    run_chunk(0);
+    // Chunks cost different amounts (a blurred image costs more), so threads take the next chunk
+    // as they finish one rather than a fixed share.
+    std::atomic<int64_t> next{1};
+    at::parallel_for(0, std::min<int64_t>(at::get_num_threads(), chunks - 1), 1,
+                     [&](int64_t /*begin*/, int64_t /*end*/) {
+                       for (int64_t c = next++; c < chunks; c = next++) run_chunk(c);
+                     });
     return {std::move(first), std::move(second)};
   }
 
@@ -344,9 +491,11 @@ class TwoViews {
   void seed(uint64_t seed) { generator_.set_current_seed(seed); }
 
   const Pipeline& pipeline() const { return pipeline_; }
+  const TwoViewsOptions& options() const { return options_; }
 
  private:
   Pipeline pipeline_;
+  TwoViewsOptions options_;
   torch::Generator generator_;
 };
 
