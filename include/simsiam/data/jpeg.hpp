@@ -56,8 +56,9 @@ inline JpegHeader jpeg_header(const std::string& bytes, const std::string& name 
   const int status = tjDecompressHeader3(
       handle.get(), reinterpret_cast<const unsigned char*>(bytes.data()),
       static_cast<unsigned long>(bytes.size()), &width, &height, &subsampling, &colorspace);
-  TORCH_CHECK(status == 0, "simsiam::decode_jpeg: ", name, " has a corrupt header (",
-              tjGetErrorStr2(handle.get()), ")");
+  TORCH_CHECK(
+      status == 0, "simsiam::decode_jpeg: ", name,
+      " is truncated or has a corrupt header (libjpeg-turbo: ", tjGetErrorStr2(handle.get()), ")");
   return {width, height, colorspace == TJCS_CMYK || colorspace == TJCS_YCCK};
 }
 
@@ -81,11 +82,13 @@ inline torch::Tensor decode_jpeg(const std::string& bytes, const std::string& na
       tjDecompress2(handle.get(), reinterpret_cast<const unsigned char*>(bytes.data()),
                     static_cast<unsigned long>(bytes.size()), hwc.data_ptr<uint8_t>(), width, 0,
                     height, format, 0);
-  const std::string message = tjGetErrorStr2(handle.get());
-  const bool warning = status != 0 && tjGetErrorCode(handle.get()) == TJERR_WARNING;
-  const bool truncated = message.find("Premature end") != std::string::npos;
-  TORCH_CHECK((status == 0 || warning) && !truncated, kWhere, ": ", name, " is ",
-              truncated ? "truncated" : "corrupt", " (libjpeg-turbo: ", message, ")");
+  if (status != 0) {  // the message is only this handle's after a failure (else a global one)
+    const std::string message = tjGetErrorStr2(handle.get());
+    const bool warning = tjGetErrorCode(handle.get()) == TJERR_WARNING;
+    const bool truncated = message.find("Premature end") != std::string::npos;
+    TORCH_CHECK(warning && !truncated, kWhere, ": ", name, " is ",
+                truncated ? "truncated" : "corrupt", " (libjpeg-turbo: ", message, ")");
+  }
   if (!header.cmyk) return hwc.permute({2, 0, 1}).contiguous();
   // Adobe CMYK is stored inverted: R = C * K / 255 (rounded), as PIL computes it.
   const auto wide = hwc.to(torch::kInt32);
