@@ -85,15 +85,17 @@ TEST_CASE("DCT-domain scaled decoding gives the downscaled image", "[data][image
   const auto whole = simsiam::decode_jpeg(bytes).to(torch::kFloat);
   for (int denominator : {2, 4, 8}) {
     INFO(denominator);
-    const auto scaled = simsiam::decode_jpeg(bytes, "smooth", denominator);
+    const auto scaled = simsiam::decode_jpeg(bytes, "smooth", 8 / denominator);
     CHECK(scaled.sizes() == torch::IntArrayRef({3, 64 / denominator, 96 / denominator}));
     const auto pooled = torch::avg_pool2d(whole.unsqueeze(0), denominator).squeeze(0);
     CHECK((scaled.to(torch::kFloat) - pooled).abs().mean().item<float>() < 2.0f);
   }
-  CHECK(simsiam::decode_jpeg(simsiam::encode_jpeg(full.view({3, 64, 96}), 90), "x", 8).sizes() ==
-        torch::IntArrayRef({3, 8, 12}));
-  CHECK_THROWS_WITH(simsiam::decode_jpeg(bytes, "smooth", 3),
-                    Catch::Contains("expected a scale denominator of 1, 2, 4 or 8, got 3"));
+  const auto noisy = simsiam::encode_jpeg(full.view({3, 64, 96}), 90);
+  CHECK(simsiam::decode_jpeg(noisy, "x", 1).sizes() == torch::IntArrayRef({3, 8, 12}));
+  CHECK(simsiam::decode_jpeg(noisy, "x", 3).sizes() == torch::IntArrayRef({3, 24, 36}));
+  CHECK(simsiam::decode_jpeg(noisy, "x", 7).sizes() == torch::IntArrayRef({3, 56, 84}));
+  CHECK_THROWS_WITH(simsiam::decode_jpeg(bytes, "smooth", 9),
+                    Catch::Contains("expected a scale of 1 to 8 eighths, got 9"));
 }
 
 TEST_CASE("corrupt, truncated and non-image files fail naming the file", "[data][image][errors]") {

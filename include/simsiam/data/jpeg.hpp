@@ -3,8 +3,8 @@
 ///
 /// Needs libjpeg-turbo's TurboJPEG API: link `SimSiam::data`. Greyscale, YCbCr and CMYK/YCCK
 /// JPEGs all become uint8 RGB [3, H, W], as PIL's `convert("RGB")` gives them to torchvision
-/// (CMYK as Adobe stores it, inverted: R = C * K / 255). Decoding at 1/2, 1/4 or 1/8 of the
-/// size happens inside the inverse DCT, several times faster than decoding and then shrinking.
+/// (CMYK as Adobe stores it, inverted: R = C * K / 255). Decoding at M/8 of the size (M = 1..8)
+/// happens inside the inverse DCT, faster than decoding and then shrinking.
 #pragma once
 
 #include <torch/torch.h>
@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "simsiam/data/idx.hpp"
 #include "simsiam/detail/check.hpp"
@@ -29,15 +30,47 @@ inline bool is_jpeg(const std::string& bytes) {
 
 using TurboHandle = std::unique_ptr<void, int (*)(tjhandle)>;
 
-inline TurboHandle turbo_decompressor() {
-  TurboHandle handle(tjInitDecompress(), tjDestroy);
+/// This thread's decompressor, created on first use and kept: creating one per image costs
+/// more than decoding a small JPEG. `fresh` replaces it (after a failure, libjpeg-turbo's
+/// handle may keep state from the failed image).
+inline tjhandle turbo_decompressor(bool fresh = false) {
+  thread_local TurboHandle handle(nullptr, tjDestroy);
+  if (!handle || fresh) handle.reset(tjInitDecompress());
   TORCH_CHECK(handle,
               "simsiam::decode_jpeg: libjpeg-turbo could not start: ", tjGetErrorStr2(nullptr));
-  return handle;
+  return handle.get();
 }
 
-/// Width and height of a JPEG when decoded at 1/`denominator` (libjpeg-turbo rounds up).
-inline int scaled_side(int side, int denominator) { return (side + denominator - 1) / denominator; }
+/// Interleaved HWC pixels (`channels` per pixel) to uint8 planes [3, H, W]: RGB as they are,
+/// Adobe CMYK (stored inverted) as R = C * K / 255 rounded, as PIL converts it.
+inline torch::Tensor to_planes(const uint8_t* hwc, int64_t height, int64_t width, int channels) {
+  auto out = torch::empty({3, height, width}, torch::kUInt8);
+  const int64_t plane = height * width;
+  uint8_t* r = out.data_ptr<uint8_t>();
+  uint8_t* g = r + plane;
+  uint8_t* b = g + plane;
+  if (channels == 3) {
+    for (int64_t i = 0; i < plane; ++i) {
+      r[i] = hwc[3 * i];
+      g[i] = hwc[3 * i + 1];
+      b[i] = hwc[3 * i + 2];
+    }
+  } else {
+    const auto scale = [](unsigned value, unsigned k) {
+      return static_cast<uint8_t>((value * k + 127) / 255);
+    };
+    for (int64_t i = 0; i < plane; ++i) {
+      const unsigned k = hwc[4 * i + 3];
+      r[i] = scale(hwc[4 * i], k);
+      g[i] = scale(hwc[4 * i + 1], k);
+      b[i] = scale(hwc[4 * i + 2], k);
+    }
+  }
+  return out;
+}
+
+/// A side of a JPEG decoded at `eighths`/8 of its size (libjpeg-turbo's TJSCALED: rounded up).
+inline int scaled_side(int side, int eighths) { return (side * eighths + 7) / 8; }
 
 }  // namespace detail
 
@@ -51,55 +84,55 @@ struct JpegHeader {
 inline JpegHeader jpeg_header(const std::string& bytes, const std::string& name = "JPEG data") {
   TORCH_CHECK(detail::is_jpeg(bytes), "simsiam::decode_jpeg: ", name,
               " is not a JPEG (no start-of-image marker)");
-  auto handle = detail::turbo_decompressor();
+  tjhandle handle = detail::turbo_decompressor();
   int width = 0, height = 0, subsampling = 0, colorspace = 0;
   const int status = tjDecompressHeader3(
-      handle.get(), reinterpret_cast<const unsigned char*>(bytes.data()),
+      handle, reinterpret_cast<const unsigned char*>(bytes.data()),
       static_cast<unsigned long>(bytes.size()), &width, &height, &subsampling, &colorspace);
-  TORCH_CHECK(
-      status == 0, "simsiam::decode_jpeg: ", name,
-      " is truncated or has a corrupt header (libjpeg-turbo: ", tjGetErrorStr2(handle.get()), ")");
+  if (status != 0) {
+    const std::string message = tjGetErrorStr2(handle);
+    detail::turbo_decompressor(/*fresh=*/true);
+    TORCH_CHECK(false, "simsiam::decode_jpeg: ", name,
+                " is truncated or has a corrupt header (libjpeg-turbo: ", message, ")");
+  }
   return {width, height, colorspace == TJCS_CMYK || colorspace == TJCS_YCCK};
 }
 
-/// Decodes a JPEG held in memory to uint8 RGB [3, H', W'], where H' and W' are the size divided
-/// by `denominator` (1, 2, 4 or 8) and rounded up. A truncated or corrupt file is an error naming
-/// `name`; libjpeg's recoverable warnings (e.g. extraneous bytes before a marker, which PIL
-/// also accepts) are not.
+/// Decodes a JPEG held in memory to uint8 RGB [3, H', W'], where H' and W' are the size times
+/// `eighths`/8 (1-8; libjpeg-turbo scales inside the inverse DCT) rounded up. A truncated or
+/// corrupt file is an error naming `name`; libjpeg's recoverable warnings (e.g. extraneous bytes
+/// before a marker, which PIL also accepts) are not.
 inline torch::Tensor decode_jpeg(const std::string& bytes, const std::string& name = "JPEG data",
-                                 int denominator = 1) {
+                                 int eighths = 8) {
   constexpr const char* kWhere = "simsiam::decode_jpeg";
-  TORCH_CHECK(denominator == 1 || denominator == 2 || denominator == 4 || denominator == 8, kWhere,
-              ": expected a scale denominator of 1, 2, 4 or 8, got ", denominator);
+  TORCH_CHECK(eighths >= 1 && eighths <= 8, kWhere, ": expected a scale of 1 to 8 eighths, got ",
+              eighths);
   const auto header = jpeg_header(bytes, name);
-  auto handle = detail::turbo_decompressor();
-  const int width = detail::scaled_side(header.width, denominator),
-            height = detail::scaled_side(header.height, denominator);
+  tjhandle handle = detail::turbo_decompressor();
+  const int width = detail::scaled_side(header.width, eighths),
+            height = detail::scaled_side(header.height, eighths);
   const int format = header.cmyk ? TJPF_CMYK : TJPF_RGB;
-  const int64_t channels = header.cmyk ? 4 : 3;
-  auto hwc = torch::empty({height, width, channels}, torch::kUInt8);
-  const int status =
-      tjDecompress2(handle.get(), reinterpret_cast<const unsigned char*>(bytes.data()),
-                    static_cast<unsigned long>(bytes.size()), hwc.data_ptr<uint8_t>(), width, 0,
-                    height, format, 0);
+  const int channels = header.cmyk ? 4 : 3;
+  thread_local std::vector<uint8_t> hwc;  // reused: the decoder writes interleaved pixels
+  hwc.resize(static_cast<size_t>(height) * width * channels);
+  const int status = tjDecompress2(handle, reinterpret_cast<const unsigned char*>(bytes.data()),
+                                   static_cast<unsigned long>(bytes.size()), hwc.data(), width, 0,
+                                   height, format, 0);
   if (status != 0) {  // the message is only this handle's after a failure (else a global one)
-    const std::string message = tjGetErrorStr2(handle.get());
-    const bool warning = tjGetErrorCode(handle.get()) == TJERR_WARNING;
+    const std::string message = tjGetErrorStr2(handle);
+    const bool warning = tjGetErrorCode(handle) == TJERR_WARNING;
     const bool truncated = message.find("Premature end") != std::string::npos;
+    if (!warning || truncated) detail::turbo_decompressor(/*fresh=*/true);
     TORCH_CHECK(warning && !truncated, kWhere, ": ", name, " is ",
                 truncated ? "truncated" : "corrupt", " (libjpeg-turbo: ", message, ")");
   }
-  if (!header.cmyk) return hwc.permute({2, 0, 1}).contiguous();
-  // Adobe CMYK is stored inverted: R = C * K / 255 (rounded), as PIL computes it.
-  const auto wide = hwc.to(torch::kInt32);
-  const auto k = wide.select(2, 3).unsqueeze(2);
-  return ((wide.narrow(2, 0, 3) * k + 127) / 255).to(torch::kUInt8).permute({2, 0, 1}).contiguous();
+  return detail::to_planes(hwc.data(), height, width, channels);
 }
 
 /// Reads and decodes a JPEG file (see `decode_jpeg`).
-inline torch::Tensor read_jpeg(const std::string& path, int denominator = 1) {
+inline torch::Tensor read_jpeg(const std::string& path, int eighths = 8) {
   return decode_jpeg(detail::read_file_bytes(path, "simsiam::read_jpeg"), "'" + path + "'",
-                     denominator);
+                     eighths);
 }
 
 /// Encodes uint8 [C, H, W] (C = 1 grey or 3 RGB) as a baseline JPEG of the given quality
