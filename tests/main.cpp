@@ -1,3 +1,11 @@
 // Catch2 v2 entry point of the test suite.
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
+
+#if defined(__SANITIZE_ADDRESS__)
+// Options of the sanitized build (SIMSIAM_SANITIZE), compiled in so that every way of running
+// the tests uses them. Leak detection stays on (LibTorch's static state reports nothing).
+extern "C" const char* __asan_default_options() {
+  return "abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1";
+}
+#endif

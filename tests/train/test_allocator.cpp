@@ -3,7 +3,7 @@
 
 #include <catch2/catch.hpp>
 
-#if defined(__GLIBC__)
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)  // ASan replaces glibc's malloc
 TEST_CASE("keep_freed_memory sets glibc's thresholds and keeps freed blocks", "[allocator]") {
   REQUIRE(simsiam::keep_freed_memory());
   CHECK_FALSE(simsiam::keep_freed_memory(1 << 20));  // under 32 MiB: refused, nothing changed

@@ -16,12 +16,11 @@
 
 namespace simsiam {
 
-/// One CIFAR-10 binary file: uint8 images [N, 3, 32, 32] and int64 labels [N]. A file that is
-/// not a whole number of records, or holds a label above 9, fails naming the file.
-inline LabeledImages read_cifar10_batch(const std::string& path) {
+/// The bytes of one CIFAR-10 binary file as uint8 images [N, 3, 32, 32] and int64 labels [N].
+/// Data that is not a whole number of records, or holds a label above 9, fails naming `path`.
+inline LabeledImages decode_cifar10(const std::string& bytes, const std::string& path) {
   constexpr const char* kWhere = "simsiam::read_cifar10";
   constexpr int64_t kRecord = 1 + 3 * 32 * 32;
-  const auto bytes = detail::read_file_bytes(path, kWhere);
   const auto size = static_cast<int64_t>(bytes.size());
   TORCH_CHECK(size > 0 && size % kRecord == 0, kWhere, ": '", path, "' is ",
               size == 0 ? "empty" : "truncated or not a CIFAR-10 binary batch",
@@ -35,6 +34,11 @@ inline LabeledImages read_cifar10_batch(const std::string& path) {
               " (expected 0-9)");
   return {records.narrow(1, 1, kRecord - 1).reshape({n, 3, 32, 32}).contiguous(),
           std::move(labels)};
+}
+
+/// Reads one CIFAR-10 binary file (see `decode_cifar10`).
+inline LabeledImages read_cifar10_batch(const std::string& path) {
+  return decode_cifar10(detail::read_file_bytes(path, "simsiam::read_cifar10"), path);
 }
 
 /// The training (`data_batch_1.bin` ... `data_batch_5.bin`) or test (`test_batch.bin`) set in

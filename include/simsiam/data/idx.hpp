@@ -49,7 +49,9 @@ inline std::string gunzip(const std::string& compressed, const std::string& path
   if (compressed.size() >= 4) {  // ISIZE, the last member's size mod 2^32: a capacity hint
     const auto* tail =
         reinterpret_cast<const unsigned char*>(compressed.data() + compressed.size() - 4);
-    out.reserve(tail[0] | (tail[1] << 8) | (tail[2] << 16) | (static_cast<size_t>(tail[3]) << 24));
+    const size_t hint =
+        tail[0] | (tail[1] << 8) | (tail[2] << 16) | (static_cast<size_t>(tail[3]) << 24);
+    out.reserve(std::min(hint, compressed.size() * 1032));  // deflate expands 1032x at most
   }
   stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
   stream.avail_in = static_cast<uInt>(compressed.size());
@@ -113,12 +115,11 @@ inline std::pair<torch::ScalarType, size_t> idx_type(int code, const std::string
 
 }  // namespace detail
 
-/// Reads an IDX file (optionally gzip-compressed) into a tensor of its dtype and dimensions.
-/// Fails with the path and the reason on a missing file, a bad magic number, a short or long
-/// payload, or corrupt compression.
-inline torch::Tensor read_idx(const std::string& path) {
+/// Decodes the bytes of an IDX file (optionally gzip-compressed) into a tensor of its dtype and
+/// dimensions; `path` names it in errors: a bad magic number, a short or long payload, corrupt
+/// compression.
+inline torch::Tensor decode_idx(std::string bytes, const std::string& path) {
   constexpr const char* kWhere = "simsiam::read_idx";
-  std::string bytes = detail::read_file_bytes(path, kWhere);
   if (bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0x1f &&
       static_cast<unsigned char>(bytes[1]) == 0x8b) {
     bytes = detail::gunzip(bytes, path, kWhere);
@@ -157,6 +158,11 @@ inline torch::Tensor read_idx(const std::string& path) {
     }
   }
   return tensor;
+}
+
+/// Reads an IDX file (see `decode_idx`); a missing file fails naming it.
+inline torch::Tensor read_idx(const std::string& path) {
+  return decode_idx(detail::read_file_bytes(path, "simsiam::read_idx"), path);
 }
 
 /// Images and labels of a classification set.

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 #include <turbojpeg.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -112,6 +113,14 @@ inline torch::Tensor decode_jpeg(const std::string& bytes, const std::string& na
   const int width = detail::scaled_side(header.width, eighths),
             height = detail::scaled_side(header.height, eighths);
   const int format = header.cmyk ? TJPF_CMYK : TJPF_RGB;
+  // Guard against corrupt headers before allocating: at most 2^28 pixels, and at most 16384
+  // pixels per byte of file (a uniform progressive JPEG, the most compressible kind, stays far
+  // below that).
+  const double pixels = static_cast<double>(header.width) * header.height;
+  TORCH_CHECK(
+      pixels <= std::min(268435456.0, 16384.0 * static_cast<double>(bytes.size()) + 1048576.0),
+      kWhere, ": ", name, " is truncated or corrupt: its header declares ", header.width, "x",
+      header.height, " pixels in ", bytes.size(), " bytes");
   const int channels = header.cmyk ? 4 : 3;
   thread_local std::vector<uint8_t> hwc;  // reused: the decoder writes interleaved pixels
   hwc.resize(static_cast<size_t>(height) * width * channels);

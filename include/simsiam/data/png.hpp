@@ -150,7 +150,13 @@ inline torch::Tensor decode_png(const std::string& bytes, const std::string& nam
               " is a palette PNG without a valid PLTE chunk");
   const size_t row_bytes = (static_cast<size_t>(width) * channels * depth + 7) / 8;
   const size_t pixel_bytes = std::max<size_t>(1, static_cast<size_t>(channels) * depth / 8);
-  auto raw = detail::inflate_exact(compressed, height * (row_bytes + 1), name);
+  const size_t expected = height * (row_bytes + 1);
+  // deflate expands data 1032x at most: a header that asks for more is corrupt (and would
+  // otherwise allocate gigabytes before failing).
+  TORCH_CHECK(expected / 1032 <= compressed.size() + 1, kWhere, ": ", name,
+              " is truncated or corrupt: ", width, "x", height, " pixels need ", expected,
+              " bytes of scanlines, its ", compressed.size(), " compressed bytes cannot hold them");
+  auto raw = detail::inflate_exact(compressed, expected, name);
   // Undo the per-row filters in place.
   auto* rows = reinterpret_cast<unsigned char*>(raw.data());
   for (uint32_t y = 0; y < height; ++y) {
