@@ -163,3 +163,11 @@ TEST_CASE("Debian's Fashion-MNIST test set has 10,000 28x28 images, 1,000 per cl
   CHECK(test.images.scalar_type() == torch::kUInt8);
   CHECK(torch::equal(torch::bincount(test.labels), torch::full({10}, 1000, torch::kLong)));
 }
+
+TEST_CASE("an IDX file with a zero dimension is an empty tensor", "[data][idx]") {
+  // Found by fuzzing: copying an empty payload used to pass a null pointer to memcpy.
+  const std::string bytes("\0\0\x08\x02\0\0\0\0\0\0\0\x05", 12);
+  const auto empty = simsiam::decode_idx(bytes, "empty.idx");
+  CHECK(empty.sizes() == torch::IntArrayRef({0, 5}));
+  CHECK(empty.scalar_type() == torch::kUInt8);
+}

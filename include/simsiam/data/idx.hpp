@@ -149,7 +149,7 @@ inline torch::Tensor decode_idx(std::string bytes, const std::string& path) {
               "' is longer than its header declares (", torch::IntArrayRef(sizes), ")");
   auto tensor = torch::empty(sizes, torch::TensorOptions().dtype(dtype));
   auto* out = static_cast<unsigned char*>(tensor.data_ptr());
-  std::memcpy(out, values, payload);
+  if (payload > 0) std::memcpy(out, values, payload);  // an empty tensor has no data pointer
   const uint16_t probe = 1;
   const bool little_endian_host = *reinterpret_cast<const unsigned char*>(&probe) == 1;
   if (element_size > 1 && little_endian_host) {  // IDX values are big-endian.
