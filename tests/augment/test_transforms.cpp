@@ -136,7 +136,7 @@ TEST_CASE("ColorJitter applies its operations in a random order per image", "[au
   CHECK((bright_px < 1.0).any().item<bool>());
 }
 
-TEST_CASE("same seed, same views; images in a batch get their own parameters", "[augment]") {
+TEST_CASE("same seed, same views, and images in a batch get their own parameters", "[augment]") {
   auto pipeline = A::simsiam_imagenet(32);
   auto g0 = generator(6);
   const auto x = torch::randint(0, 256, {6, 3, 40, 48}, g0, torch::kUInt8);

@@ -147,7 +147,7 @@ TEST_CASE("crops decode at a reduced DCT scale when they allow it, with the same
   CHECK(simsiam::jpeg_eighths(torch::tensor({{0, 0, 100, 90}}, torch::kLong), 224) == 8);
 }
 
-TEST_CASE("CIFAR-10 batches read as [N, 3, 32, 32] with labels; bad files fail",
+TEST_CASE("CIFAR-10 batches read as [N, 3, 32, 32] with labels, and bad files fail",
           "[data][cifar][errors]") {
   const auto dir = scratch("cifar");
   std::string records;
