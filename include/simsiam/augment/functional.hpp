@@ -78,6 +78,17 @@ torch::Tensor map_images_cpu(const torch::Tensor& images, Fn fn) {
   return out;
 }
 
+/// `map_images_cpu` for the per-image colour operations: calls
+/// `fn(float* image, int64_t channels, int64_t plane, float factor)` with each image's factor
+/// (`factors` as `per_image` returns them).
+template <class Fn>
+torch::Tensor map_images_by_factor(const torch::Tensor& images, const torch::Tensor& factors,
+                                   Fn fn) {
+  const auto f = factor_values(factors, images.size(0));
+  const int64_t channels = images.size(1), plane = images.size(2) * images.size(3);
+  return map_images_cpu(images, [&](float* x, int64_t n) { fn(x, channels, plane, f[n]); });
+}
+
 /// torchvision's luma of one pixel, in its order of operations.
 inline float luma(float r, float g, float b) { return 0.2989f * r + 0.587f * g + 0.114f * b; }
 
@@ -242,10 +253,7 @@ inline torch::Tensor adjust_brightness(const torch::Tensor& images, const torch:
   detail::check_images(kWhere, images);
   const auto ratio = detail::per_image(kWhere, factors, images);
   if (detail::cpu_float(images)) {
-    const auto f = detail::factor_values(ratio, images.size(0));
-    const int64_t channels = images.size(1), plane = images.size(2) * images.size(3);
-    return detail::map_images_cpu(
-        images, [&](float* x, int64_t n) { detail::brightness_image(x, channels, plane, f[n]); });
+    return detail::map_images_by_factor(images, ratio, detail::brightness_image);
   }
   return detail::blend(images, torch::zeros_like(images), ratio);
 }
@@ -256,10 +264,7 @@ inline torch::Tensor adjust_contrast(const torch::Tensor& images, const torch::T
   detail::check_images(kWhere, images);
   const auto ratio = detail::per_image(kWhere, factors, images);
   if (detail::cpu_float(images)) {
-    const auto f = detail::factor_values(ratio, images.size(0));
-    const int64_t channels = images.size(1), plane = images.size(2) * images.size(3);
-    return detail::map_images_cpu(
-        images, [&](float* x, int64_t n) { detail::contrast_image(x, channels, plane, f[n]); });
+    return detail::map_images_by_factor(images, ratio, detail::contrast_image);
   }
   const auto mean = rgb_to_grayscale(images).mean({1, 2, 3}, /*keepdim=*/true);
   return detail::blend(images, mean, ratio);
@@ -273,10 +278,9 @@ inline torch::Tensor adjust_saturation(const torch::Tensor& images, const torch:
   const auto ratio = detail::per_image(kWhere, factors, images);
   if (images.size(1) == 1) return images;
   if (detail::cpu_float(images)) {
-    const auto f = detail::factor_values(ratio, images.size(0));
-    const int64_t plane = images.size(2) * images.size(3);
-    return detail::map_images_cpu(
-        images, [&](float* x, int64_t n) { detail::saturation_image(x, plane, f[n]); });
+    return detail::map_images_by_factor(
+        images, ratio,
+        [](float* x, int64_t, int64_t plane, float k) { detail::saturation_image(x, plane, k); });
   }
   return detail::blend(images, rgb_to_grayscale(images), ratio);
 }
@@ -326,15 +330,13 @@ inline torch::Tensor adjust_hue(const torch::Tensor& images, const torch::Tensor
   constexpr const char* kWhere = "simsiam::augment::adjust_hue";
   detail::check_images(kWhere, images);
   const auto shift = detail::per_image(kWhere, factors, images);
-  TORCH_CHECK(shift.abs().max().item<double>() <= 0.5, kWhere,
-              ": expected hue factors in [-0.5, 0.5], got up to ",
-              shift.abs().max().item<double>());
+  const double largest = shift.abs().max().item<double>();
+  TORCH_CHECK(largest <= 0.5, kWhere, ": expected hue factors in [-0.5, 0.5], got up to ", largest);
   if (images.size(1) == 1) return images;
   if (detail::cpu_float(images)) {  // one fused pass per pixel instead of ~40 tensor operations
-    const auto f = detail::factor_values(shift, images.size(0));
-    const int64_t plane = images.size(2) * images.size(3);
-    return detail::map_images_cpu(images,
-                                  [&](float* x, int64_t n) { detail::hue_image(x, plane, f[n]); });
+    return detail::map_images_by_factor(
+        images, shift,
+        [](float* x, int64_t, int64_t plane, float k) { detail::hue_image(x, plane, k); });
   }
   auto hsv = rgb_to_hsv(images);
   const auto h = torch::remainder(hsv.select(1, 0) + shift.squeeze(1), 1.0);

@@ -209,7 +209,7 @@ struct DecodedViews {
       const auto header = jpeg_header(bytes, name);
       boxes = crop.sample_boxes(2, header.height, header.width, generator);
       const int eighths = scaled_decode ? jpeg_eighths(boxes, crop.size) : 8;
-      image = decode_jpeg(bytes, name, eighths);
+      image = decode_jpeg(bytes, header, name, eighths);
       if (eighths < 8) boxes = scale_boxes(boxes, eighths, image.size(1), image.size(2));
     } else {
       image = decode_image(bytes, name);

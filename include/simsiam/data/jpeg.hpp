@@ -103,12 +103,12 @@ inline JpegHeader jpeg_header(const std::string& bytes, const std::string& name 
 /// `eighths`/8 (1-8; libjpeg-turbo scales inside the inverse DCT) rounded up. A truncated or
 /// corrupt file is an error naming `name`; libjpeg's recoverable warnings (e.g. extraneous bytes
 /// before a marker, which PIL also accepts) are not.
-inline torch::Tensor decode_jpeg(const std::string& bytes, const std::string& name = "JPEG data",
-                                 int eighths = 8) {
+/// `header` is `jpeg_header(bytes)`, when the caller has read it already.
+inline torch::Tensor decode_jpeg(const std::string& bytes, const JpegHeader& header,
+                                 const std::string& name, int eighths) {
   constexpr const char* kWhere = "simsiam::decode_jpeg";
   TORCH_CHECK(eighths >= 1 && eighths <= 8, kWhere, ": expected a scale of 1 to 8 eighths, got ",
               eighths);
-  const auto header = jpeg_header(bytes, name);
   tjhandle handle = detail::turbo_decompressor();
   const int width = detail::scaled_side(header.width, eighths),
             height = detail::scaled_side(header.height, eighths);
@@ -136,6 +136,12 @@ inline torch::Tensor decode_jpeg(const std::string& bytes, const std::string& na
                 truncated ? "truncated" : "corrupt", " (libjpeg-turbo: ", message, ")");
   }
   return detail::to_planes(hwc.data(), height, width, channels);
+}
+
+/// `decode_jpeg`, reading the header itself.
+inline torch::Tensor decode_jpeg(const std::string& bytes, const std::string& name = "JPEG data",
+                                 int eighths = 8) {
+  return decode_jpeg(bytes, jpeg_header(bytes, name), name, eighths);
 }
 
 /// Reads and decodes a JPEG file (see `decode_jpeg`).

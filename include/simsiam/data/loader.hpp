@@ -116,8 +116,8 @@ struct TensorSource {
                           std::vector<BadImage>& /*bad*/) const {
     const auto index = torch::tensor(indices, torch::kLong);
     const auto images = data.images.index_select(0, index);
-    const augment::TwoViews<Pipeline> views(pipeline, augment::TwoViewsOptions{0, 0});
-    auto [first, second] = views(images, generator);
+    auto first = pipeline(images, generator);  // the worker's thread: no chunking needed
+    auto second = pipeline(images, generator);
     return {std::move(first), std::move(second), data.labels.index_select(0, index), index};
   }
 };
