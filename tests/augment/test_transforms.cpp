@@ -172,6 +172,18 @@ TEST_CASE("presets produce normalised float batches of the requested size", "[au
   CHECK(fmnist.sizes() == torch::IntArrayRef({5, 1, 28, 28}));
   CHECK(A::GaussianBlur().kernel_for(224) == 23);
   CHECK(A::GaussianBlur().kernel_for(32) == 3);
+  // A chosen output dtype: the crop's, kept through the rest of the recipe; same draws, same
+  // views up to float32 rounding.
+  const auto u8 = torch::randint(0, 256, {3, 3, 40, 44}, torch::kUInt8);
+  auto g1 = generator(13), g2 = generator(13);
+  const auto as_float = A::simsiam_cifar(16)(u8, g1);
+  auto doubled = A::simsiam_cifar(16);
+  std::get<0>(doubled.transforms).dtype = torch::kDouble;
+  const auto as_double = doubled(u8, g2);
+  CHECK(as_double.scalar_type() == torch::kDouble);
+  CHECK_TENSOR_NEAR(as_float, as_double, 1e-4);
+  CHECK(A::RandomResizedCrop(8, {0.2, 1.0}, {0.75, 4.0 / 3}, torch::kHalf)(u8, g1).scalar_type() ==
+        torch::kHalf);
 }
 
 TEST_CASE("bad augmentation options fail at construction", "[augment][errors]") {
@@ -192,6 +204,8 @@ TEST_CASE("bad augmentation options fail at construction", "[augment][errors]") 
   CHECK_THROWS_WITH(
       A::RandomResizedCrop(8)(torch::rand({2, 4, 8, 8}), gen),
       Catch::Contains("expected images [B, C, H, W] with C = 1 or 3, got [2, 4, 8, 8]"));
+  CHECK_THROWS_WITH(A::RandomResizedCrop(8, {0.2, 1.0}, {0.75, 1.33}, torch::kLong),
+                    Catch::Contains("expected a floating-point output dtype, got Long"));
 }
 
 TEST_CASE("ColorJitter's fused CPU path equals its tensor path for the same draws", "[augment]") {

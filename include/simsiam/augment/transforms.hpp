@@ -51,17 +51,23 @@ inline void check_range(const char* where, const char* what, std::pair<double, d
 /// torchvision's RandomResizedCrop: area fraction ~ U(scale), log aspect ratio ~ U(log ratio),
 /// 10 tries per image, else a centre crop clamped to the ratio range; then a bilinear resize to
 /// size x size. Takes uint8 or float [B, C, H, W] (or a list of images of different sizes) and
-/// returns float [B, C, size, size] in [0, 1].
+/// returns [B, C, size, size] in [0, 1] as `dtype` (float32 by default).
 struct RandomResizedCrop {
   int64_t size;
   std::pair<double, double> scale{0.08, 1.0};
   std::pair<double, double> ratio{3.0 / 4.0, 4.0 / 3.0};
+  /// Floating-point type of the output (and so of the rest of a pipeline): float32 by default,
+  /// e.g. half on CUDA. The fused CPU loops serve float32; other types take the tensor path.
+  torch::ScalarType dtype = torch::kFloat;
 
   RandomResizedCrop(int64_t size, std::pair<double, double> scale = {0.08, 1.0},
-                    std::pair<double, double> ratio = {3.0 / 4.0, 4.0 / 3.0})
-      : size(size), scale(scale), ratio(ratio) {
+                    std::pair<double, double> ratio = {3.0 / 4.0, 4.0 / 3.0},
+                    torch::ScalarType dtype = torch::kFloat)
+      : size(size), scale(scale), ratio(ratio), dtype(dtype) {
     constexpr const char* kWhere = "simsiam::augment::RandomResizedCrop";
     TORCH_CHECK(size > 0, kWhere, ": expected size > 0, got ", size);
+    TORCH_CHECK(c10::isFloatingType(dtype), kWhere,
+                ": expected a floating-point output dtype, got ", dtype);
     detail::check_range(kWhere, "scale", scale, 0.0);
     TORCH_CHECK(scale.second > 0.0, kWhere, ": expected scale high > 0");
     detail::check_range(kWhere, "ratio", ratio, 1e-12);
@@ -126,7 +132,7 @@ struct RandomResizedCrop {
         "got ",
         simsiam::detail::shape_string(images));
     const auto boxes = sample_boxes(images.size(0), images.size(2), images.size(3), generator);
-    return functional::resized_crop(images, boxes, size);
+    return functional::resized_crop(images, boxes, size, dtype);
   }
 
   /// Images of different sizes (e.g. decoded JPEGs), each [C, H_i, W_i]: one fixed-size batch.
