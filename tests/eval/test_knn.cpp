@@ -27,10 +27,15 @@ TEST_CASE("kNN scores equal the demos' knn_predict, whatever the query batch siz
   const auto queries = torch::randn({50, 16});
   const auto expected = reference_scores(queries, bank, labels, 7, 20, 0.1);
   for (const int64_t batch : {1, 7, 1024}) {
-    INFO("batch " << batch);
-    const auto scores = simsiam::knn_scores(
-        queries, bank, labels, 7, simsiam::KnnOptions().k(20).temperature(0.1).batch_size(batch));
-    CHECK(torch::allclose(scores, expected, 1e-5, 1e-5));
+    // Bank chunks smaller than k, not dividing the bank, and the whole bank.
+    for (const int64_t bank_batch : {5, 33, 65536}) {
+      INFO("batch " << batch << ", bank batch " << bank_batch);
+      const auto scores = simsiam::knn_scores(
+          queries, bank, labels, 7,
+          simsiam::KnnOptions().k(20).temperature(0.1).batch_size(batch).bank_batch_size(
+              bank_batch));
+      CHECK(torch::allclose(scores, expected, 1e-5, 1e-5));
+    }
   }
 }
 
@@ -69,7 +74,8 @@ TEST_CASE("bad kNN inputs fail clearly", "[knn][errors]") {
                     Catch::Contains("expected bank_labels in [0, 2), got values in [2, 2]"));
   CHECK_THROWS_WITH(
       simsiam::knn_scores(torch::randn({3, 4}), bank, labels, 2, simsiam::KnnOptions().k(0)),
-      Catch::Contains("expected k > 0, temperature > 0 and batch_size > 0, got k=0"));
+      Catch::Contains(
+          "expected k > 0, temperature > 0, batch_size > 0 and bank_batch_size > 0, got k=0"));
 }
 
 TEST_CASE("kNN follows the bank's dtype and takes labels of any integer type", "[knn]") {

@@ -20,8 +20,12 @@ struct KnnOptions {
   TORCH_ARG(int64_t, k) = 200;
   /// Temperature t of the vote weight exp(sim / t): 0.1 (CIFAR demos) or 0.2 (paper).
   TORCH_ARG(double, temperature) = 0.1;
-  /// Queries scored at once; bounds memory to batch_size x bank size similarities.
+  /// Queries scored at once.
   TORCH_ARG(int64_t, batch_size) = 1024;
+  /// Bank rows compared at once: memory stays at batch_size x bank_batch_size similarities
+  /// (1024 x 65536 floats = 256 MiB), so an ImageNet bank of 1.28M x 2048 against 50k queries
+  /// needs the bank itself and little more.
+  TORCH_ARG(int64_t, bank_batch_size) = 65536;
 };
 
 namespace detail {
@@ -45,9 +49,12 @@ inline void check_knn_inputs(const torch::Tensor& queries, const torch::Tensor& 
   TORCH_CHECK(bank_labels.dim() == 1 && bank_labels.size(0) == bank.size(0), kWhere,
               ": expected bank_labels [", bank.size(0), "], got ", shape_string(bank_labels));
   TORCH_CHECK(num_classes > 0, kWhere, ": expected num_classes > 0, got ", num_classes);
-  TORCH_CHECK(options.k() > 0 && options.temperature() > 0 && options.batch_size() > 0, kWhere,
-              ": expected k > 0, temperature > 0 and batch_size > 0, got k=", options.k(),
-              ", temperature=", options.temperature(), ", batch_size=", options.batch_size());
+  TORCH_CHECK(
+      options.k() > 0 && options.temperature() > 0 && options.batch_size() > 0 &&
+          options.bank_batch_size() > 0,
+      kWhere, ": expected k > 0, temperature > 0, batch_size > 0 and bank_batch_size > 0, got k=",
+      options.k(), ", temperature=", options.temperature(), ", batch_size=", options.batch_size(),
+      ", bank_batch_size=", options.bank_batch_size());
   const int64_t low = bank_labels.min().item<int64_t>();
   const int64_t high = bank_labels.max().item<int64_t>();
   TORCH_CHECK(low >= 0 && high < num_classes, kWhere, ": expected bank_labels in [0, ", num_classes,
@@ -69,17 +76,36 @@ inline torch::Tensor knn_scores(const torch::Tensor& queries, const torch::Tenso
   const auto normalize = F::NormalizeFuncOptions().dim(1);
   const auto dtype = torch::promote_types(bank.scalar_type(), torch::kFloat);
   const auto feature_options = bank.options().dtype(dtype);
-  const auto bank_t = F::normalize(bank.to(feature_options), normalize).t();
   const auto labels = bank_labels.to(bank.device(), torch::kLong);
-  const int64_t k = std::min(options.k(), bank.size(0));
+  const int64_t n = bank.size(0);
+  const int64_t k = std::min(options.k(), n);
   auto scores = torch::zeros({queries.size(0), num_classes}, feature_options);
   for (int64_t start = 0; start < queries.size(0); start += options.batch_size()) {
     const int64_t end = std::min(start + options.batch_size(), queries.size(0));
     const auto query = F::normalize(queries.slice(0, start, end).to(feature_options), normalize);
-    auto [similarity, index] = query.matmul(bank_t).topk(k, /*dim=*/1);
-    const auto neighbour_labels = labels.index_select(0, index.flatten()).view_as(index);
+    // The k most similar bank rows, merged chunk by chunk: top-k of (best so far, chunk's top-k).
+    torch::Tensor best_similarity, best_index;
+    for (int64_t bank_start = 0; bank_start < n; bank_start += options.bank_batch_size()) {
+      const int64_t bank_end = std::min(n, bank_start + options.bank_batch_size());
+      const auto chunk =
+          F::normalize(bank.slice(0, bank_start, bank_end).to(feature_options), normalize);
+      auto [similarity, index] =
+          query.matmul(chunk.t()).topk(std::min(k, bank_end - bank_start), /*dim=*/1);
+      index.add_(bank_start);
+      if (best_similarity.defined()) {
+        const auto all_similarity = torch::cat({best_similarity, similarity}, 1);
+        const auto all_index = torch::cat({best_index, index}, 1);
+        auto [top, position] = all_similarity.topk(std::min(k, all_similarity.size(1)), 1);
+        best_similarity = top;
+        best_index = all_index.gather(1, position);
+      } else {
+        best_similarity = similarity;
+        best_index = index;
+      }
+    }
+    const auto neighbour_labels = labels.index_select(0, best_index.flatten()).view_as(best_index);
     scores.slice(0, start, end)
-        .scatter_add_(1, neighbour_labels, (similarity / options.temperature()).exp());
+        .scatter_add_(1, neighbour_labels, (best_similarity / options.temperature()).exp());
   }
   return scores;
 }

@@ -1,0 +1,155 @@
+/// @file
+/// @brief Monitors the community runs next to SimSiam: `CollapseMonitor` (std of l2-normalised z)
+/// and `KnnMonitor` (weighted kNN accuracy of backbone features every few epochs).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <utility>
+
+#include "simsiam/eval/collapse.hpp"
+#include "simsiam/eval/features.hpp"
+#include "simsiam/eval/knn.hpp"
+#include "simsiam/train/hook.hpp"
+
+namespace simsiam {
+
+/// Options of `CollapseMonitor`.
+struct CollapseMonitorOptions {
+  /// Threshold as a fraction of 1/sqrt(d), the value of outputs spread over the sphere
+  /// (paper Fig. 2: collapsed outputs go to 0).
+  TORCH_ARG(double, threshold_ratio) = 0.1;
+  /// Consecutive steps under the threshold before it warns (or stops).
+  TORCH_ARG(int64_t, patience) = 100;
+  /// End the run when it fires, instead of only warning.
+  TORCH_ARG(bool, stop) = false;
+};
+
+/// Computes `functional::collapse_std(z1)` every step (metric "collapse_std", its epoch mean in
+/// the epoch metrics) and fires when it stays under threshold_ratio / sqrt(d) for `patience`
+/// consecutive steps: a warning on stderr, and with `stop` the end of the run.
+class CollapseMonitor : public Hook {
+ public:
+  explicit CollapseMonitor(CollapseMonitorOptions options = {}) : options(options) {
+    TORCH_CHECK(options.threshold_ratio() > 0 && options.patience() > 0,
+                "simsiam::CollapseMonitor: expected threshold_ratio > 0 and patience > 0, got ",
+                options.threshold_ratio(), " and ", options.patience());
+  }
+
+  void on_epoch_begin(TrainState& /*state*/) override {
+    sum_ = 0.0;
+    count_ = 0;
+  }
+
+  void on_step_end(TrainState& state) override {
+    if (!state.z1.defined()) return;
+    const double value = functional::collapse_std(state.z1).item<double>();
+    state.step_metrics["collapse_std"] = value;
+    sum_ += value;
+    state.epoch_metrics["collapse_std"] = sum_ / static_cast<double>(++count_);
+    const double healthy = 1.0 / std::sqrt(static_cast<double>(state.z1.size(1)));
+    threshold_ = options.threshold_ratio() * healthy;
+    low_steps_ = value < threshold_ ? low_steps_ + 1 : 0;
+    if (low_steps_ < options.patience()) {
+      fired_ = false;
+      return;
+    }
+    if (!fired_) {
+      fired_ = true;
+      char message[320];
+      std::snprintf(message, sizeof message,
+                    "collapse: the std of l2-normalised z has stayed under %.2g for %lld steps "
+                    "(now %.3g; outputs spread over the sphere give 1/sqrt(%lld) = %.3g) at epoch "
+                    "%lld, step %lld",
+                    threshold_, static_cast<long long>(low_steps_), value,
+                    static_cast<long long>(state.z1.size(1)), healthy,
+                    static_cast<long long>(state.epoch + 1),
+                    static_cast<long long>(state.global_step));
+      last_message_ = message;
+      std::fprintf(stderr, "\nwarning: %s\n", message);
+      if (options.stop()) {
+        state.stop = true;
+        state.stop_reason = last_message_;
+      }
+    }
+  }
+
+  /// Whether the std is currently under the threshold for `patience` steps or more.
+  bool fired() const { return fired_; }
+  const std::string& message() const { return last_message_; }
+
+  CollapseMonitorOptions options;
+
+ private:
+  double sum_ = 0.0, threshold_ = 0.0;
+  int64_t count_ = 0, low_steps_ = 0;
+  bool fired_ = false;
+  std::string last_message_;
+};
+
+/// Options of `KnnMonitor`.
+struct KnnMonitorOptions {
+  /// Evaluate after every `every` epochs, and after the last.
+  TORCH_ARG(int64_t, every) = 1;
+  TORCH_ARG(KnnOptions, knn) = {};
+  /// Feature extraction batch and input transform (e.g. uint8 -> normalised float).
+  TORCH_ARG(int64_t, batch_size) = 1024;
+  TORCH_ARG(BatchTransform, transform) = nullptr;
+};
+
+/// The weighted kNN top-1 of backbone features (bank: labelled training images; queries:
+/// held-out images) after every few epochs, in the epoch metrics as "knn_top1" (in [0, 1]).
+class KnnMonitor : public Hook {
+ public:
+  KnnMonitor(torch::Tensor bank_images, torch::Tensor bank_labels, torch::Tensor query_images,
+             torch::Tensor query_labels, int64_t num_classes, KnnMonitorOptions options = {})
+      : options(std::move(options)),
+        bank_images_(std::move(bank_images)),
+        bank_labels_(std::move(bank_labels)),
+        query_images_(std::move(query_images)),
+        query_labels_(std::move(query_labels)),
+        num_classes_(num_classes) {
+    TORCH_CHECK(this->options.every() > 0, "simsiam::KnnMonitor: expected every > 0, got ",
+                this->options.every());
+    TORCH_CHECK(bank_images_.defined() && bank_labels_.defined() &&
+                    bank_images_.size(0) == bank_labels_.size(0) && query_images_.defined() &&
+                    query_labels_.defined() && query_images_.size(0) == query_labels_.size(0),
+                "simsiam::KnnMonitor: expected one label per bank image and per query image");
+  }
+
+  void on_epoch_end(TrainState& state) override {
+    if ((state.epoch + 1) % options.every() != 0 && state.epoch + 1 != state.epochs) return;
+    TORCH_CHECK(state.model != nullptr && state.features,
+                "simsiam::KnnMonitor: the trainer gave no model to evaluate");
+    last_ = evaluate(*state.model, state.features, state.device);
+    state.epoch_metrics["knn_top1"] = last_;
+  }
+
+  /// kNN top-1 in [0, 1] of the given network now.
+  double evaluate(torch::nn::Module& module, const FeatureFunction& features,
+                  torch::Device device) const {
+    const auto feature_options = FeatureOptions()
+                                     .batch_size(options.batch_size())
+                                     .device(device)
+                                     .transform(options.transform());
+    const auto bank = extract_features(module, features, bank_images_, feature_options);
+    const auto queries = extract_features(module, features, query_images_, feature_options);
+    return knn_accuracy(queries, query_labels_, bank, bank_labels_, num_classes_, options.knn());
+  }
+
+  /// The last accuracy measured, or -1.
+  double last() const { return last_; }
+
+  KnnMonitorOptions options;
+
+ private:
+  torch::Tensor bank_images_, bank_labels_, query_images_, query_labels_;
+  int64_t num_classes_;
+  double last_ = -1.0;
+};
+
+}  // namespace simsiam

@@ -1,0 +1,394 @@
+/// @file
+/// @brief `Trainer`: the SimSiam training loop over any model, loader, optimiser, schedule and
+/// loss, with hooks, checkpoints, exact resume, a non-finite loss guard and mixed precision.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "simsiam/loss/symmetric_loss.hpp"
+#include "simsiam/train/amp.hpp"
+#include "simsiam/train/checkpoint.hpp"
+#include "simsiam/train/hook.hpp"
+#include "simsiam/train/logging.hpp"
+#include "simsiam/train/monitors.hpp"
+
+namespace simsiam {
+
+/// Options of `Trainer`.
+struct TrainerOptions {
+  /// Epochs of the whole run (a resumed run continues up to this).
+  TORCH_ARG(int64_t, epochs) = 100;
+  /// Folder for checkpoints, metrics and the plot (created); empty writes nothing.
+  TORCH_ARG(std::string, run_dir) = "";
+  /// Write `checkpoint.pt` after every `checkpoint_every` epochs and after the last.
+  TORCH_ARG(int64_t, checkpoint_every) = 1;
+  /// Also keep each one as `checkpoint_0004.pt` (the epoch count, as the official names).
+  TORCH_ARG(bool, keep_checkpoints) = false;
+  /// A checkpoint to continue from; it must exist and match the model and `config`.
+  TORCH_ARG(std::string, resume) = "";
+  /// Step the schedule before every iteration instead of before every epoch.
+  TORCH_ARG(bool, schedule_per_step) = false;
+  /// Where the model trains; batches are copied there (non-blocking from pinned memory).
+  TORCH_ARG(torch::Device, device) = torch::kCPU;
+  /// Mixed precision: autocast in `amp_dtype` (default float16 on CUDA, bfloat16 on CPU), with
+  /// dynamic loss scaling for float16.
+  TORCH_ARG(bool, amp) = false;
+  TORCH_ARG(std::optional<torch::ScalarType>, amp_dtype) = std::nullopt;
+  /// Convert 4-D weights and the input batches to channels_last (faster convolutions on GPUs).
+  TORCH_ARG(bool, channels_last) = false;
+  /// The run's settings, recorded in checkpoints and compared on resume.
+  TORCH_ARG(RunConfig, config) = {};
+  /// Add the built-in hooks: a `CollapseMonitor` first; then, after the user's hooks, a
+  /// `ProgressBar`, and with a `run_dir` a `MetricsLog` and a `MetricsPlot`.
+  TORCH_ARG(bool, default_hooks) = true;
+  TORCH_ARG(CollapseMonitorOptions, collapse) = {};
+  TORCH_ARG(ProgressBarOptions, progress) = {};
+  TORCH_ARG(MetricsLogOptions, metrics) = {};
+};
+
+/// What `Trainer::fit` returns.
+struct TrainResult {
+  int64_t epochs_completed = 0;  ///< of the whole run, including epochs before a resume
+  int64_t steps = 0;             ///< optimiser steps of the whole run
+  bool stopped = false;          ///< a hook ended the run early
+  std::string stop_reason;
+  std::string checkpoint;                    ///< the last checkpoint written, or ""
+  std::map<std::string, double> last_epoch;  ///< the last epoch's metrics (with "loss")
+  double seconds = 0.0;                      ///< wall time of this call
+};
+
+namespace detail {
+
+template <class M, class = void>
+struct has_features : std::false_type {};
+template <class M>
+struct has_features<
+    M, std::void_t<decltype(std::declval<M&>()->features(std::declval<torch::Tensor>()))>>
+    : std::true_type {};
+
+inline std::string checkpoint_name(int64_t epoch) {
+  char name[48];
+  std::snprintf(name, sizeof name, "checkpoint_%04lld.pt", static_cast<long long>(epoch));
+  return name;
+}
+
+}  // namespace detail
+
+/// The SimSiam loop: per epoch `loader.set_epoch(e)`, the schedule steps, then for each batch
+/// the two views go to the device, `model->forward(x1, x2)` gives {p1, p2, z1, z2},
+/// `loss(p1, p2, z1, z2)` is checked to be finite, then zero_grad, backward, optimiser step and
+/// the hooks.
+///
+/// - `Model`: a module holder whose forward takes two views and returns `SimSiamOutput`-like
+///   {p1, p2, z1, z2} (`SimSiam<Backbone>` or your own); `features(x)`, when present, feeds
+///   `KnnMonitor`.
+/// - `Loader`: `simsiam::Loader<Source>` or any type with `set_epoch(e)`,
+///   `batches_per_epoch()` and `next()` returning an optional batch with `view1`, `view2`.
+/// - `Optimizer`: any `torch::optim::Optimizer` (SGD from `make_sgd`, `Lars`, Adam, ...).
+/// - `Loss`: callable as `loss(p1, p2, z1, z2)` returning a scalar (default `SymmetricLoss`).
+///
+/// Checkpoints hold the weights, the optimiser state (momentum buffers), the position (epoch,
+/// step, schedule steps), the RNG states, the gradient scaler and `options.config`; they are
+/// written atomically. `resume` continues at the next epoch, and on CPU gives bit-identical
+/// weights to a run that was never interrupted (same threads, same loader seed).
+template <class Model, class Loader, class Optimizer = torch::optim::SGD,
+          class Loss = SymmetricLoss<>>
+class Trainer {
+  static_assert(std::is_base_of_v<torch::optim::Optimizer, Optimizer>,
+                "simsiam::Trainer: Optimizer must derive from torch::optim::Optimizer");
+
+ public:
+  /// `loader`, `optimizer` and `schedule` (may be null) are used by reference and must outlive
+  /// the trainer.
+  Trainer(Model model, Loader& loader, Optimizer& optimizer, torch::optim::LRScheduler* schedule,
+          TrainerOptions options, Loss loss = Loss())
+      : options(std::move(options)),
+        model_(std::move(model)),
+        loader_(loader),
+        optimizer_(optimizer),
+        schedule_(schedule),
+        loss_(std::move(loss)) {
+    constexpr const char* kWhere = "simsiam::Trainer";
+    TORCH_CHECK(this->options.epochs() > 0, kWhere, ": expected epochs > 0, got ",
+                this->options.epochs());
+    TORCH_CHECK(this->options.checkpoint_every() > 0, kWhere,
+                ": expected checkpoint_every > 0, got ", this->options.checkpoint_every());
+    TORCH_CHECK(
+        this->options.resume().empty() || std::filesystem::is_regular_file(this->options.resume()),
+        kWhere, ": the checkpoint to resume from, '", this->options.resume(), "', does not exist");
+    TORCH_CHECK(
+        !this->options.amp() || this->options.device().is_cuda() || this->options.device().is_cpu(),
+        kWhere, ": mixed precision needs a CPU or CUDA device, got ", this->options.device());
+    if (this->options.default_hooks()) {
+      collapse_ = std::make_shared<CollapseMonitor>(this->options.collapse());
+    }
+    scaler_.options.enabled(this->options.amp() && amp_dtype() == torch::kHalf);
+  }
+
+  /// Adds a hook, run after the hooks added before it (and after the built-in collapse monitor,
+  /// before the built-in progress bar, metrics log and plot).
+  void add_hook(std::shared_ptr<Hook> hook) { hooks_.push_back(std::move(hook)); }
+
+  /// Trains from epoch 0, or from the checkpoint in `options.resume`, up to `options.epochs`.
+  TrainResult fit() {
+    const auto started = std::chrono::steady_clock::now();
+    auto hooks = all_hooks();
+    TrainState state;
+    state.epochs = options.epochs();
+    state.run_dir = options.run_dir();
+    state.device = options.device();
+    state.model = model_.ptr().get();
+    if constexpr (detail::has_features<Model>::value) {
+      state.features = [this](const torch::Tensor& x) { return model_->features(x); };
+    }
+    if (!options.run_dir().empty()) std::filesystem::create_directories(options.run_dir());
+    model_->to(options.device());
+    if (options.channels_last()) to_channels_last();
+    model_->train();
+    if (!options.resume().empty()) resume(state);
+
+    TrainResult result;
+    try {
+      for (auto& hook : hooks) hook->on_train_begin(state);
+      for (int64_t epoch = state.start_epoch; epoch < options.epochs() && !state.stop; ++epoch) {
+        if (!run_epoch(state, hooks, epoch, started)) break;  // stopped mid-epoch: no checkpoint
+        result.epochs_completed = epoch + 1;
+        if (!options.run_dir().empty() && ((epoch + 1) % options.checkpoint_every() == 0 ||
+                                           epoch + 1 == options.epochs() || state.stop)) {
+          result.checkpoint = write_checkpoint(epoch + 1, state);
+        }
+      }
+    } catch (...) {
+      for (auto& hook : hooks) hook->on_train_end(state);
+      throw;
+    }
+    for (auto& hook : hooks) hook->on_train_end(state);
+    if (result.epochs_completed == 0) result.epochs_completed = state.start_epoch;
+    result.steps = state.global_step;
+    result.stopped = state.stop;
+    result.stop_reason = state.stop_reason;
+    if (result.checkpoint.empty()) result.checkpoint = last_checkpoint_;
+    result.last_epoch = state.epoch_metrics;
+    result.last_epoch["loss"] = state.epoch_loss;
+    result.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return result;
+  }
+
+  Model& model() { return model_; }
+  Loss& loss() { return loss_; }
+  GradScaler& scaler() { return scaler_; }
+  /// The built-in collapse monitor (null without default hooks).
+  const std::shared_ptr<CollapseMonitor>& collapse_monitor() const { return collapse_; }
+
+  TrainerOptions options;
+
+ private:
+  torch::ScalarType amp_dtype() const {
+    return options.amp_dtype().value_or(options.device().is_cuda() ? torch::kHalf
+                                                                   : torch::kBFloat16);
+  }
+
+  std::vector<std::shared_ptr<Hook>> all_hooks() const {
+    std::vector<std::shared_ptr<Hook>> hooks;
+    if (collapse_) hooks.push_back(collapse_);
+    hooks.insert(hooks.end(), hooks_.begin(), hooks_.end());
+    if (options.default_hooks()) {
+      if (!options.run_dir().empty()) {
+        hooks.push_back(std::make_shared<MetricsLog>(options.metrics()));
+        hooks.push_back(std::make_shared<MetricsPlot>());
+      }
+      hooks.push_back(std::make_shared<ProgressBar>(options.progress()));
+    }
+    return hooks;
+  }
+
+  std::vector<double> current_lrs() const {
+    std::vector<double> lrs;
+    for (const auto& group : optimizer_.param_groups()) lrs.push_back(group.options().get_lr());
+    return lrs;
+  }
+
+  /// Trains one epoch; false when a hook stopped it before its end.
+  bool run_epoch(TrainState& state, const std::vector<std::shared_ptr<Hook>>& hooks, int64_t epoch,
+                 std::chrono::steady_clock::time_point started) {
+    using clock = std::chrono::steady_clock;
+    state.epoch = epoch;
+    state.step_in_epoch = 0;
+    state.epoch_loss = 0.0;
+    state.images_per_second = state.data_wait_fraction = 0.0;
+    state.epoch_metrics.clear();
+    loader_.set_epoch(epoch);
+    state.steps_per_epoch = loader_.batches_per_epoch();
+    if (schedule_ != nullptr && !options.schedule_per_step()) step_schedule();
+    state.lrs = current_lrs();
+    for (auto& hook : hooks) hook->on_epoch_begin(state);
+
+    const auto epoch_start = clock::now();
+    double wait = 0.0, loss_sum = 0.0;
+    int64_t images = 0;
+    while (true) {
+      const auto wait_start = clock::now();
+      auto batch = loader_.next();
+      wait += std::chrono::duration<double>(clock::now() - wait_start).count();
+      if (!batch) break;
+      if (schedule_ != nullptr && options.schedule_per_step()) step_schedule();
+      auto x1 = batch->view1.to(options.device(), /*non_blocking=*/true);
+      auto x2 = batch->view2.to(options.device(), /*non_blocking=*/true);
+      if (options.channels_last()) {
+        x1 = x1.contiguous(at::MemoryFormat::ChannelsLast);
+        x2 = x2.contiguous(at::MemoryFormat::ChannelsLast);
+      }
+      torch::Tensor loss;
+      torch::Tensor z1, z2;
+      {
+        AutocastGuard autocast(options.device().type(), options.amp(), amp_dtype());
+        auto out = model_->forward(x1, x2);
+        loss = loss_(out.p1, out.p2, out.z1, out.z2);
+        z1 = out.z1.detach();
+        z2 = out.z2.detach();
+      }
+      const double value = loss.template item<double>();
+      if (!std::isfinite(value)) non_finite(value, state);
+      optimizer_.zero_grad();
+      scaler_.scale(loss).backward();
+      scaler_.step(optimizer_);
+      scaler_.update();
+
+      ++state.global_step;
+      ++state.step_in_epoch;
+      images += x1.size(0);
+      loss_sum += value;
+      const double seconds = std::chrono::duration<double>(clock::now() - epoch_start).count();
+      state.loss = value;
+      state.batch_size = x1.size(0);
+      state.z1 = std::move(z1);
+      state.z2 = std::move(z2);
+      state.lrs = current_lrs();
+      state.epoch_loss = loss_sum / static_cast<double>(state.step_in_epoch);
+      state.images_per_second = seconds > 0 ? static_cast<double>(images) / seconds : 0.0;
+      state.data_wait_fraction = seconds > 0 ? wait / seconds : 0.0;
+      state.seconds = std::chrono::duration<double>(clock::now() - started).count();
+      state.step_metrics.clear();
+      for (auto& hook : hooks) hook->on_step_end(state);
+      if (state.stop) break;
+    }
+    if (state.stop && state.step_in_epoch < state.steps_per_epoch) return false;
+    state.seconds = std::chrono::duration<double>(clock::now() - started).count();
+    for (auto& hook : hooks) hook->on_epoch_end(state);
+    return true;
+  }
+
+  void step_schedule() {
+    schedule_->step();
+    ++schedule_steps_;
+  }
+
+  [[noreturn]] void non_finite(double value, const TrainState& state) const {
+    TORCH_CHECK(false, "simsiam::Trainer: the loss is ", value, " at epoch ", state.epoch + 1,
+                ", step ", state.step_in_epoch + 1, " of ", state.steps_per_epoch, " (global step ",
+                state.global_step + 1, "); stopped before this step changed the weights. ",
+                last_checkpoint_.empty()
+                    ? std::string("No checkpoint was written yet.")
+                    : "The last good checkpoint is '" + last_checkpoint_ + "' (epoch " +
+                          std::to_string(last_checkpoint_epoch_) + ").",
+                " Lower the learning rate, or check the inputs for NaN/inf.");
+    std::abort();  // unreachable: TORCH_CHECK(false) throws
+  }
+
+  RunConfig full_config() const {
+    auto config = options.config();
+    config["trainer.epochs"] = std::to_string(options.epochs());
+    config["trainer.schedule_per_step"] = options.schedule_per_step() ? "true" : "false";
+    config["trainer.optimizer_groups"] = std::to_string(optimizer_.param_groups().size());
+    return config;
+  }
+
+  std::string write_checkpoint(int64_t epochs_done, const TrainState& state) {
+    CheckpointState checkpoint;
+    checkpoint.epoch = epochs_done;
+    checkpoint.step = state.global_step;
+    checkpoint.schedule_steps = schedule_steps_;
+    checkpoint.config = full_config();
+    checkpoint.tensors["rng/cpu"] = default_generator(torch::kCPU).get_state();
+    if (options.device().is_cuda()) {
+      checkpoint.tensors["rng/cuda"] = default_generator(options.device()).get_state();
+    }
+    checkpoint.tensors["grad_scaler"] = scaler_.state();
+    const auto dir = std::filesystem::path(options.run_dir());
+    const std::string path = (dir / "checkpoint.pt").string();
+    save_checkpoint(path, *model_, &optimizer_, checkpoint);
+    if (options.keep_checkpoints()) {
+      save_checkpoint((dir / detail::checkpoint_name(epochs_done)).string(), *model_, &optimizer_,
+                      checkpoint);
+    }
+    last_checkpoint_ = path;
+    last_checkpoint_epoch_ = epochs_done;
+    return path;
+  }
+
+  void resume(TrainState& state) {
+    const auto config = full_config();
+    const auto checkpoint =
+        load_checkpoint(options.resume(), *model_, &optimizer_, &config, options.device());
+    TORCH_CHECK(checkpoint.epoch <= options.epochs(), "simsiam::Trainer: '", options.resume(),
+                "' is at epoch ", checkpoint.epoch, ", past the run's ", options.epochs());
+    state.start_epoch = checkpoint.epoch;
+    state.epoch = checkpoint.epoch;
+    state.global_step = checkpoint.step;
+    if (schedule_ != nullptr) {
+      for (int64_t i = 0; i < checkpoint.schedule_steps; ++i) step_schedule();
+    }
+    const auto find = [&](const char* name) {
+      const auto it = checkpoint.tensors.find(name);
+      return it == checkpoint.tensors.end() ? torch::Tensor() : it->second;
+    };
+    if (const auto cpu = find("rng/cpu"); cpu.defined()) {
+      default_generator(torch::kCPU).set_state(cpu.cpu());
+    }
+    if (const auto cuda = find("rng/cuda"); cuda.defined() && options.device().is_cuda()) {
+      default_generator(options.device()).set_state(cuda.cpu());
+    }
+    if (const auto scaler = find("grad_scaler"); scaler.defined()) scaler_.load_state(scaler);
+    last_checkpoint_ = options.resume();
+    last_checkpoint_epoch_ = checkpoint.epoch;
+  }
+
+  /// A handle on LibTorch's default generator of a device (shares its state).
+  static at::Generator default_generator(torch::Device device) {
+    return at::globalContext().defaultGenerator(device);
+  }
+
+  void to_channels_last() {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model_->parameters()) {
+      if (p.dim() == 4) p.set_data(p.data().contiguous(at::MemoryFormat::ChannelsLast));
+    }
+  }
+
+  Model model_;
+  Loader& loader_;
+  Optimizer& optimizer_;
+  torch::optim::LRScheduler* schedule_;
+  Loss loss_;
+  GradScaler scaler_;
+  std::shared_ptr<CollapseMonitor> collapse_;
+  std::vector<std::shared_ptr<Hook>> hooks_;
+  int64_t schedule_steps_ = 0;
+  std::string last_checkpoint_;
+  int64_t last_checkpoint_epoch_ = 0;
+};
+
+}  // namespace simsiam

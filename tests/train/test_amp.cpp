@@ -1,0 +1,57 @@
+// Mixed precision: the autocast guard's scope, and the gradient scaler's skip/backoff/growth,
+// which follow torch.cuda.amp.GradScaler.
+#include "simsiam/train/amp.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <limits>
+
+TEST_CASE("AutocastGuard casts matmuls to bfloat16 on CPU within its scope only", "[train][amp]") {
+  const auto a = torch::randn({4, 4}), b = torch::randn({4, 4});
+  {
+    simsiam::AutocastGuard guard(torch::kCPU, true, torch::kBFloat16);
+    CHECK(a.matmul(b).scalar_type() == torch::kBFloat16);
+    {
+      simsiam::AutocastGuard off(torch::kCPU, false, torch::kBFloat16);  // disabled: no change
+      CHECK(a.matmul(b).scalar_type() == torch::kBFloat16);
+    }
+  }
+  CHECK(a.matmul(b).scalar_type() == torch::kFloat);
+  CHECK_THROWS_WITH(simsiam::AutocastGuard(torch::kMeta, true, torch::kHalf),
+                    Catch::Contains("expected a CPU or CUDA device"));
+}
+
+TEST_CASE("GradScaler unscales, skips steps with inf gradients, backs off and grows",
+          "[train][amp]") {
+  auto w = torch::ones({2}, torch::requires_grad());
+  torch::optim::SGD sgd({w}, torch::optim::SGDOptions(0.5));
+  simsiam::GradScaler scaler(simsiam::GradScalerOptions().init_scale(1024).growth_interval(2));
+  const auto loss = (w * torch::tensor({1.0f, 2.0f})).sum();
+  const auto scaled = scaler.scale(loss);
+  CHECK(scaled.item<float>() == 3.0f * 1024);
+  scaled.backward();
+  CHECK(scaler.step(sgd));
+  CHECK(torch::allclose(w, torch::tensor({0.5f, 0.0f})));  // 1 - 0.5 * (1, 2): unscaled grads
+  scaler.update();
+  CHECK(scaler.current_scale() == 1024);
+
+  w.mutable_grad() = torch::tensor({std::numeric_limits<float>::infinity(), 1.0f});
+  const auto before = w.detach().clone();
+  CHECK_FALSE(scaler.step(sgd));
+  CHECK(torch::equal(w, before));  // skipped
+  scaler.update();
+  CHECK(scaler.current_scale() == 512);  // backoff 0.5
+
+  for (int i = 0; i < 2; ++i) {
+    w.mutable_grad() = torch::ones({2});
+    CHECK(scaler.step(sgd));
+    scaler.update();
+  }
+  CHECK(scaler.current_scale() == 1024);  // growth 2 after growth_interval clean steps
+
+  simsiam::GradScaler restored;
+  restored.load_state(scaler.state());
+  CHECK(restored.current_scale() == 1024);
+  simsiam::GradScaler off(simsiam::GradScalerOptions().enabled(false));
+  CHECK(off.scale(loss).item<float>() == 3.0f);
+}

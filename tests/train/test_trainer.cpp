@@ -1,0 +1,168 @@
+// The trainer: exact resume, the non-finite loss guard, the schedule it drives, bad options.
+#include "simsiam/train/trainer.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <memory>
+
+#include "support/tiny_training.hpp"
+
+namespace T = simsiam::testing;
+
+namespace {
+
+const auto kRecipe = simsiam::SgdRecipe().base_lr(0.1).batch_size(16).weight_decay(5e-4);
+
+/// Trains a fresh tiny model for `epochs` (or resumes) and returns it.
+T::TinyModel train(const std::string& run_dir, int64_t epochs, const std::string& resume = "",
+                   std::shared_ptr<simsiam::Hook> hook = nullptr, uint64_t init_seed = 0,
+                   simsiam::TrainResult* result = nullptr) {
+  auto model = T::tiny_model(init_seed);
+  auto loader = T::tiny_loader();
+  auto sgd = simsiam::make_sgd(model, kRecipe);
+  auto schedule = simsiam::make_cosine_schedule(sgd, kRecipe, epochs);
+  simsiam::Trainer trainer(
+      model, loader, sgd, &schedule,
+      T::quiet_options(epochs, run_dir).resume(resume).config({{"lr", "0.1"}, {"dim", "16"}}));
+  if (hook) trainer.add_hook(hook);
+  const auto out = trainer.fit();
+  if (result != nullptr) *result = out;
+  return model;
+}
+
+}  // namespace
+
+TEST_CASE("a run stopped after epoch k and resumed equals an uninterrupted run bit for bit",
+          "[train][trainer][resume]") {
+  T::ScratchDir straight("straight"), interrupted("interrupted");
+  simsiam::TrainResult result;
+  const auto reference = train(straight.str(), 3, "", nullptr, 0, &result);
+  CHECK(result.epochs_completed == 3);
+  CHECK(result.steps == 9);
+
+  train(interrupted.str(), 3, "", std::make_shared<T::StopAfterEpoch>(0), 0, &result);
+  CHECK(result.stopped);
+  CHECK(result.epochs_completed == 1);
+  REQUIRE(result.checkpoint == interrupted / "checkpoint.pt");
+
+  // Another initialisation: everything must come from the checkpoint.
+  const auto resumed =
+      train(interrupted.str(), 3, interrupted / "checkpoint.pt", nullptr, 123, &result);
+  CHECK(result.epochs_completed == 3);
+  CHECK(result.steps == 9);
+  CHECK(T::identical(*reference, *resumed));
+
+  // The checkpoint carries the momentum buffers: one per parameter that had a gradient.
+  auto model = T::tiny_model(0);
+  auto sgd = simsiam::make_sgd(model, kRecipe);
+  simsiam::load_checkpoint(interrupted / "checkpoint.pt", *model, &sgd);
+  size_t trained = 0;
+  for (const auto& p : model->parameters()) trained += p.requires_grad() ? 1 : 0;
+  CHECK(sgd.state().size() == trained);
+}
+
+TEST_CASE("the trainer keeps the predictor at its initial lr while the encoder's decays",
+          "[train][trainer][schedule]") {
+  struct RecordLrs : simsiam::Hook {
+    void on_epoch_begin(simsiam::TrainState& state) override { lrs.push_back(state.lrs); }
+    std::vector<std::vector<double>> lrs;
+  };
+  auto record = std::make_shared<RecordLrs>();
+  train("", 3, "", record);
+  REQUIRE(record->lrs.size() == 3);
+  const double lr = kRecipe.lr();  // 0.1 x 16 / 256
+  for (int64_t epoch = 0; epoch < 3; ++epoch) {
+    INFO("epoch " << epoch);
+    CHECK(record->lrs[static_cast<size_t>(epoch)][0] ==
+          Approx(simsiam::functional::cosine_lr(lr, epoch, 3)));
+    CHECK(record->lrs[static_cast<size_t>(epoch)][1] == Approx(lr));
+  }
+}
+
+TEST_CASE("a non-finite loss stops the run before the weights change and keeps the checkpoint",
+          "[train][trainer][guard]") {
+  // The loss turns NaN at the 5th step (epoch 2, step 2); epoch 1 was checkpointed.
+  struct NanLoss {
+    std::shared_ptr<int> calls = std::make_shared<int>(0);
+    simsiam::SymmetricLoss<> loss;
+    torch::Tensor operator()(const torch::Tensor& p1, const torch::Tensor& p2,
+                             const torch::Tensor& z1, const torch::Tensor& z2) {
+      const auto value = loss(p1, p2, z1, z2);
+      return ++*calls >= 5 ? value * std::nan("") : value;
+    }
+  };
+  struct Snapshot : simsiam::Hook {
+    void on_step_end(simsiam::TrainState& state) override {
+      weights.clear();
+      for (const auto& p : state.model->parameters()) weights.push_back(p.detach().clone());
+    }
+    std::vector<torch::Tensor> weights;
+  };
+  T::ScratchDir dir("nan");
+  auto model = T::tiny_model();
+  auto loader = T::tiny_loader();
+  auto sgd = simsiam::make_sgd(model, kRecipe);
+  auto schedule = simsiam::make_cosine_schedule(sgd, kRecipe, 3);
+  simsiam::Trainer trainer(model, loader, sgd, &schedule, T::quiet_options(3, dir.str()),
+                           NanLoss{});
+  auto snapshot = std::make_shared<Snapshot>();
+  trainer.add_hook(snapshot);
+  CHECK_THROWS_WITH(
+      trainer.fit(),
+      Catch::Contains("the loss is nan at epoch 2, step 2 of 3 (global step 5)") &&
+          Catch::Contains("stopped before this step changed the weights") &&
+          Catch::Contains("last good checkpoint is '" + (dir / "checkpoint.pt") + "' (epoch 1)"));
+  const auto params = model->parameters();
+  REQUIRE(params.size() == snapshot->weights.size());
+  for (size_t i = 0; i < params.size(); ++i) CHECK(torch::equal(params[i], snapshot->weights[i]));
+  // The checkpoint is intact and resumable.
+  auto fresh = T::tiny_model(9);
+  const auto state = simsiam::load_checkpoint(dir / "checkpoint.pt", *fresh, nullptr);
+  CHECK(state.epoch == 1);
+  CHECK(state.step == 3);
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoint.pt.tmp"));
+}
+
+TEST_CASE("bad trainer options and resume files fail with a clear message", "[train][trainer]") {
+  auto model = T::tiny_model();
+  auto loader = T::tiny_loader();
+  auto sgd = simsiam::make_sgd(model, kRecipe);
+  using Trainer = simsiam::Trainer<T::TinyModel, simsiam::Loader<T::TinySource>>;
+  CHECK_THROWS_WITH(Trainer(model, loader, sgd, nullptr, T::quiet_options(0, "")),
+                    Catch::Contains("expected epochs > 0, got 0"));
+  CHECK_THROWS_WITH(Trainer(model, loader, sgd, nullptr, T::quiet_options(-3, "")),
+                    Catch::Contains("expected epochs > 0, got -3"));
+  CHECK_THROWS_WITH(
+      Trainer(model, loader, sgd, nullptr, T::quiet_options(2, "").checkpoint_every(0)),
+      Catch::Contains("expected checkpoint_every > 0, got 0"));
+  CHECK_THROWS_WITH(
+      Trainer(model, loader, sgd, nullptr, T::quiet_options(2, "").resume("/nonexistent/c.pt")),
+      Catch::Contains("the checkpoint to resume from, '/nonexistent/c.pt', does not exist"));
+  simsiam::LoaderOptions zero_batch;
+  zero_batch.batch_size = 0;
+  CHECK_THROWS_WITH(
+      simsiam::Loader<T::TinySource>(
+          T::TinySource{T::tiny_data(), simsiam::augment::simsiam_grayscale(12)}, zero_batch),
+      Catch::Contains("expected batch_size > 0, got 0"));
+
+  // A checkpoint of another model, or of another configuration, is refused.
+  T::ScratchDir dir("refuse");
+  train(dir.str(), 1);
+  const auto path = dir / "checkpoint.pt";
+  {
+    auto wide = T::tiny_model(0, /*dim=*/32);
+    auto wide_sgd = simsiam::make_sgd(wide, kRecipe);
+    simsiam::Trainer trainer(
+        wide, loader, wide_sgd, nullptr,
+        T::quiet_options(1, "").resume(path).config({{"lr", "0.1"}, {"dim", "16"}}));
+    CHECK_THROWS_WITH(trainer.fit(), Catch::Contains("was written for another model") &&
+                                         Catch::Contains("[16, 8]") && Catch::Contains("[32, 8]"));
+  }
+  {
+    simsiam::Trainer trainer(
+        model, loader, sgd, nullptr,
+        T::quiet_options(1, "").resume(path).config({{"lr", "0.2"}, {"dim", "16"}}));
+    CHECK_THROWS_WITH(trainer.fit(), Catch::Contains("was written with another configuration") &&
+                                         Catch::Contains("lr=0.1 (now 0.2)"));
+  }
+}
