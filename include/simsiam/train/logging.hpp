@@ -378,7 +378,9 @@ class MetricsPlot : public Hook {
              << "data = \"< grep '^epoch,' '" << (dir / "metrics.csv").string() << "'\"\n";
       for (const auto& [name, title] : panels) {
         const std::string scale = name == "knn_top1" ? "*100" : "";
-        script << "set title '" << title << "'\n"
+        // The collapse std is read against 0 (collapsed) and 1/sqrt(d) (healthy).
+        script << "set title '" << title << "' noenhanced\n"
+               << "set yrange " << (name == "collapse_std" ? "[0:*]" : "[*:*]") << "\n"
                << "plot data using 2:($" << column(name) << scale
                << ") with linespoints pt 7 ps 0.5\n";
       }
