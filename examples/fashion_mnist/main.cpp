@@ -60,14 +60,21 @@ struct Config {
   int64_t train_subset = 0;  // 0: all 60,000 images
 };
 
+/// A number as text that tells any two doubles apart.
+std::string exact(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.17g", value);
+  return text;
+}
+
 /// The settings that define the run: a checkpoint written with others is refused on resume.
 simsiam::RunConfig run_config(const Config& c) {
   std::string widths;
   for (const auto w : c.widths) widths += (widths.empty() ? "" : "-") + std::to_string(w);
   return {{"batch_size", std::to_string(c.batch_size)},
           {"widths", widths},
-          {"base_lr", std::to_string(c.base_lr)},
-          {"weight_decay", std::to_string(c.weight_decay)},
+          {"base_lr", exact(c.base_lr)},
+          {"weight_decay", exact(c.weight_decay)},
           {"dim", std::to_string(c.dim)},
           {"pred_dim", std::to_string(c.pred_dim)},
           {"seed", std::to_string(c.seed)},
@@ -163,7 +170,7 @@ int run(const Config& config) {
   }
   const std::string run_dir = config.resume.empty()
                                   ? new_run_dir(config.out)
-                                  : std::filesystem::path(config.resume).parent_path().string();
+                                  : std::filesystem::absolute(config.resume).parent_path().string();
 
   simsiam::ConvNet backbone(simsiam::ConvNetOptions(1).widths(config.widths));
   simsiam::SimSiam<simsiam::ConvNet> model(

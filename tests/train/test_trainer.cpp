@@ -3,8 +3,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <limits>
 #include <memory>
 
+#include "simsiam/optim/lars.hpp"
 #include "support/tiny_training.hpp"
 
 namespace T = simsiam::testing;
@@ -13,17 +16,21 @@ namespace {
 
 const auto kRecipe = simsiam::SgdRecipe().base_lr(0.1).batch_size(16).weight_decay(5e-4);
 
-/// Trains a fresh tiny model for `epochs` (or resumes) and returns it.
+/// Trains a fresh tiny model for `epochs` (or resumes) and returns it; `per_step` steps the
+/// schedule per iteration.
 T::TinyModel train(const std::string& run_dir, int64_t epochs, const std::string& resume = "",
                    std::shared_ptr<simsiam::Hook> hook = nullptr, uint64_t init_seed = 0,
-                   simsiam::TrainResult* result = nullptr) {
+                   simsiam::TrainResult* result = nullptr, bool per_step = false) {
   auto model = T::tiny_model(init_seed);
   auto loader = T::tiny_loader();
   auto sgd = simsiam::make_sgd(model, kRecipe);
-  auto schedule = simsiam::make_cosine_schedule(sgd, kRecipe, epochs);
-  simsiam::Trainer trainer(
-      model, loader, sgd, &schedule,
-      T::quiet_options(epochs, run_dir).resume(resume).config({{"lr", "0.1"}, {"dim", "16"}}));
+  auto schedule = simsiam::make_cosine_schedule(
+      sgd, kRecipe, per_step ? epochs * loader.batches_per_epoch() : epochs);
+  simsiam::Trainer trainer(model, loader, sgd, &schedule,
+                           T::quiet_options(epochs, run_dir)
+                               .resume(resume)
+                               .schedule_per_step(per_step)
+                               .config({{"lr", "0.1"}, {"dim", "16"}}));
   if (hook) trainer.add_hook(hook);
   const auto out = trainer.fit();
   if (result != nullptr) *result = out;
@@ -51,6 +58,15 @@ TEST_CASE("a run stopped after epoch k and resumed equals an uninterrupted run b
   CHECK(result.epochs_completed == 3);
   CHECK(result.steps == 9);
   CHECK(T::identical(*reference, *resumed));
+
+  // The same with the schedule stepped per iteration.
+  T::ScratchDir straight_steps("straight_steps"), interrupted_steps("interrupted_steps");
+  const auto reference_steps = train(straight_steps.str(), 3, "", nullptr, 0, nullptr, true);
+  train(interrupted_steps.str(), 3, "", std::make_shared<T::StopAfterEpoch>(1), 0, nullptr, true);
+  const auto resumed_steps = train(interrupted_steps.str(), 3, interrupted_steps / "checkpoint.pt",
+                                   nullptr, 5, nullptr, true);
+  CHECK(T::identical(*reference_steps, *resumed_steps));
+  CHECK_FALSE(T::identical(*reference, *reference_steps));  // the per-step lrs differ
 
   // The checkpoint carries the momentum buffers: one per parameter that had a gradient.
   auto model = T::tiny_model(0);
@@ -165,4 +181,54 @@ TEST_CASE("bad trainer options and resume files fail with a clear message", "[tr
     CHECK_THROWS_WITH(trainer.fit(), Catch::Contains("was written with another configuration") &&
                                          Catch::Contains("lr=0.1 (now 0.2)"));
   }
+}
+
+TEST_CASE("the trainer refuses a schedule that does not span the run", "[train][trainer]") {
+  auto model = T::tiny_model();
+  auto loader = T::tiny_loader();
+  auto sgd = simsiam::make_sgd(model, kRecipe);
+  auto schedule = simsiam::make_cosine_schedule(sgd, kRecipe, 3);
+  simsiam::Trainer per_step(model, loader, sgd, &schedule,
+                            T::quiet_options(3, "").schedule_per_step(true));
+  CHECK_THROWS_WITH(per_step.fit(),
+                    Catch::Contains("the cosine schedule spans 3 positions but the run needs 9"));
+  simsiam::Trainer longer(model, loader, sgd, &schedule, T::quiet_options(4, ""));
+  CHECK_THROWS_WITH(longer.fit(), Catch::Contains("spans 3 positions but the run needs 4"));
+  schedule.step();
+  simsiam::Trainer stepped(model, loader, sgd, &schedule, T::quiet_options(3, ""));
+  CHECK_THROWS_WITH(stepped.fit(), Catch::Contains("the schedule was already stepped 1 times"));
+}
+
+TEST_CASE("a model that turns non-finite never overwrites the last good checkpoint",
+          "[train][trainer][guard]") {
+  struct Poison : simsiam::Hook {
+    void on_epoch_end(simsiam::TrainState& state) override {
+      if (state.epoch != 1) return;
+      torch::NoGradGuard no_grad;
+      state.model->parameters().front().fill_(std::numeric_limits<float>::infinity());
+    }
+  };
+  T::ScratchDir dir("poison");
+  CHECK_THROWS_WITH(train(dir.str(), 3, "", std::make_shared<Poison>()),
+                    Catch::Contains("holds NaN or inf after epoch 2; no checkpoint written") &&
+                        Catch::Contains("checkpoint.pt' (epoch 1)"));
+  auto fresh = T::tiny_model(3);
+  CHECK(simsiam::load_checkpoint(dir / "checkpoint.pt", *fresh, nullptr).epoch == 1);
+}
+
+TEST_CASE("the trainer runs LARS, bfloat16 autocast and channels_last on CPU", "[train][trainer]") {
+  auto model = T::tiny_model();
+  const auto before = model->parameters().front().detach().clone();
+  auto loader = T::tiny_loader();
+  simsiam::Lars lars(model->parameters(), simsiam::LarsOptions(0.5).weight_decay(1e-4));
+  auto schedule = simsiam::CosineSchedule(lars, simsiam::CosineScheduleOptions(1));
+  simsiam::Trainer trainer(model, loader, lars, &schedule,
+                           T::quiet_options(1, "").amp(true).channels_last(true));
+  const auto result = trainer.fit();
+  CHECK(result.steps == 3);
+  CHECK(std::isfinite(result.last_epoch.at("loss")));
+  CHECK_FALSE(trainer.scaler().options.enabled());  // bfloat16 needs no loss scaling
+  const auto after = model->parameters().front();
+  CHECK(after.is_contiguous(at::MemoryFormat::ChannelsLast));
+  CHECK_FALSE(torch::equal(before, after));
 }

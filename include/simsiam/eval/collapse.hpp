@@ -22,9 +22,11 @@ inline torch::Tensor collapse_std(const torch::Tensor& z) {
   namespace F = torch::nn::functional;
   // At least float32: a std of ~0.02 over a batch is below what float16 sums resolve well.
   const auto zf = z.to(torch::promote_types(z.scalar_type(), torch::kFloat));
-  return F::normalize(zf, F::NormalizeFuncOptions().dim(1))
-      .std(torch::IntArrayRef{0}, /*unbiased=*/true)
-      .mean();
+  // Two passes written out rather than Tensor::std over dim 0: the same value, and several
+  // times faster on CPU, where the trainer computes it every step (docs/performance.md).
+  const auto normalized = F::normalize(zf, F::NormalizeFuncOptions().dim(1));
+  const auto centred = normalized - normalized.mean(0, /*keepdim=*/true);
+  return (centred.square().sum(0) / static_cast<double>(z.size(0) - 1)).sqrt().mean();
 }
 
 }  // namespace simsiam::functional

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "simsiam/detail/check.hpp"
 
@@ -22,9 +23,9 @@ struct KnnOptions {
   TORCH_ARG(double, temperature) = 0.1;
   /// Queries scored at once.
   TORCH_ARG(int64_t, batch_size) = 1024;
-  /// Bank rows compared at once: memory stays at batch_size x bank_batch_size similarities
-  /// (1024 x 65536 floats = 256 MiB), so an ImageNet bank of 1.28M x 2048 against 50k queries
-  /// needs the bank itself and little more.
+  /// Bank rows compared at once: beyond the bank, memory stays at batch_size x bank_batch_size
+  /// similarities (1024 x 65536 floats = 256 MiB), plus a float32 copy of one chunk when the
+  /// bank is in half precision.
   TORCH_ARG(int64_t, bank_batch_size) = 65536;
 };
 
@@ -79,6 +80,15 @@ inline torch::Tensor knn_scores(const torch::Tensor& queries, const torch::Tenso
   const auto labels = bank_labels.to(bank.device(), torch::kLong);
   const int64_t n = bank.size(0);
   const int64_t k = std::min(options.k(), n);
+  // 1 / max(||b||, eps) once, as F::normalize divides: similarities are (q . b) / ||b|| without a
+  // normalised copy of the bank.
+  std::vector<torch::Tensor> norms;  // per chunk: no float32 copy of a half-precision bank
+  for (int64_t start = 0; start < n; start += options.bank_batch_size()) {
+    norms.push_back(bank.slice(0, start, std::min(n, start + options.bank_batch_size()))
+                        .to(feature_options)
+                        .norm(2, /*dim=*/1));
+  }
+  const auto bank_inv_norm = torch::cat(norms).clamp_min(1e-12).reciprocal();
   auto scores = torch::zeros({queries.size(0), num_classes}, feature_options);
   for (int64_t start = 0; start < queries.size(0); start += options.batch_size()) {
     const int64_t end = std::min(start + options.batch_size(), queries.size(0));
@@ -87,10 +97,10 @@ inline torch::Tensor knn_scores(const torch::Tensor& queries, const torch::Tenso
     torch::Tensor best_similarity, best_index;
     for (int64_t bank_start = 0; bank_start < n; bank_start += options.bank_batch_size()) {
       const int64_t bank_end = std::min(n, bank_start + options.bank_batch_size());
-      const auto chunk =
-          F::normalize(bank.slice(0, bank_start, bank_end).to(feature_options), normalize);
-      auto [similarity, index] =
-          query.matmul(chunk.t()).topk(std::min(k, bank_end - bank_start), /*dim=*/1);
+      const auto chunk = bank.slice(0, bank_start, bank_end).to(feature_options);
+      const auto similarity_all =
+          query.matmul(chunk.t()).mul_(bank_inv_norm.slice(0, bank_start, bank_end));
+      auto [similarity, index] = similarity_all.topk(std::min(k, bank_end - bank_start), /*dim=*/1);
       index.add_(bank_start);
       if (best_similarity.defined()) {
         const auto all_similarity = torch::cat({best_similarity, similarity}, 1);

@@ -19,9 +19,9 @@ class AutocastGuard {
  public:
   AutocastGuard(torch::DeviceType device, bool enabled, torch::ScalarType dtype)
       : device_(device), active_(enabled) {
+    if (!active_) return;  // a disabled guard is a no-op on any device
     TORCH_CHECK(device == torch::kCPU || device == torch::kCUDA,
                 "simsiam::AutocastGuard: expected a CPU or CUDA device, got ", device);
-    if (!active_) return;
     previous_enabled_ = is_enabled();
     previous_dtype_ = get_dtype();
     set(true, dtype);

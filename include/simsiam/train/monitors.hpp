@@ -118,7 +118,12 @@ class KnnMonitor : public Hook {
     TORCH_CHECK(bank_images_.defined() && bank_labels_.defined() &&
                     bank_images_.size(0) == bank_labels_.size(0) && query_images_.defined() &&
                     query_labels_.defined() && query_images_.size(0) == query_labels_.size(0),
-                "simsiam::KnnMonitor: expected one label per bank image and per query image");
+                "simsiam::KnnMonitor: expected one label per bank image and per query image, got "
+                "bank images ",
+                detail::shape_string(bank_images_), ", bank labels ",
+                detail::shape_string(bank_labels_), ", query images ",
+                detail::shape_string(query_images_), ", query labels ",
+                detail::shape_string(query_labels_));
   }
 
   void on_epoch_end(TrainState& state) override {

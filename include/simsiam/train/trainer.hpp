@@ -11,13 +11,16 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
 #include "simsiam/loss/symmetric_loss.hpp"
+#include "simsiam/optim/cosine_schedule.hpp"
 #include "simsiam/train/amp.hpp"
 #include "simsiam/train/checkpoint.hpp"
 #include "simsiam/train/hook.hpp"
@@ -34,7 +37,8 @@ struct TrainerOptions {
   TORCH_ARG(std::string, run_dir) = "";
   /// Write `checkpoint.pt` after every `checkpoint_every` epochs and after the last.
   TORCH_ARG(int64_t, checkpoint_every) = 1;
-  /// Also keep each one as `checkpoint_0004.pt` (the epoch count, as the official names).
+  /// Also keep each one as `checkpoint_0003.pt`, named after the 0-based epoch just trained as
+  /// main_simsiam.py names its files (`checkpoint_0099` after 100 epochs).
   TORCH_ARG(bool, keep_checkpoints) = false;
   /// A checkpoint to continue from; it must exist and match the model and `config`.
   TORCH_ARG(std::string, resume) = "";
@@ -157,6 +161,7 @@ class Trainer {
     model_->to(options.device());
     if (options.channels_last()) to_channels_last();
     model_->train();
+    check_schedule();
     if (!options.resume().empty()) resume(state);
 
     TrainResult result;
@@ -308,31 +313,74 @@ class Trainer {
     std::abort();  // unreachable: TORCH_CHECK(false) throws
   }
 
+  /// The user's settings plus what the trainer itself needs unchanged for an exact resume: the
+  /// epochs (the schedule depends on them), the optimiser's type and group sizes, the schedule.
   RunConfig full_config() const {
     auto config = options.config();
     config["trainer.epochs"] = std::to_string(options.epochs());
     config["trainer.schedule_per_step"] = options.schedule_per_step() ? "true" : "false";
-    config["trainer.optimizer_groups"] = std::to_string(optimizer_.param_groups().size());
+    config["trainer.optimizer"] = c10::demangle(typeid(optimizer_).name());
+    std::string sizes;
+    for (const auto& group : optimizer_.param_groups()) {
+      sizes += (sizes.empty() ? "" : ",") + std::to_string(group.params().size());
+    }
+    config["trainer.optimizer_group_sizes"] = sizes;
+    if (const auto* cosine = dynamic_cast<const CosineSchedule*>(schedule_)) {
+      std::string fixed;
+      for (const auto g : cosine->options.fixed_groups()) {
+        fixed += (fixed.empty() ? "" : ",") + std::to_string(g);
+      }
+      config["trainer.schedule"] = "cosine total " + std::to_string(cosine->options.total()) +
+                                   " warmup " + std::to_string(cosine->options.warmup()) +
+                                   " fixed {" + fixed + "}";
+    }
     return config;
   }
 
+  /// A `CosineSchedule` must span the run: `epochs` positions, or epochs x batches per epoch
+  /// when stepped per iteration; and start from position 0.
+  void check_schedule() {
+    const auto* cosine = dynamic_cast<const CosineSchedule*>(schedule_);
+    if (cosine == nullptr) return;
+    const int64_t expected = options.schedule_per_step()
+                                 ? options.epochs() * loader_.batches_per_epoch()
+                                 : options.epochs();
+    TORCH_CHECK(cosine->options.total() == expected, "simsiam::Trainer: the cosine schedule spans ",
+                cosine->options.total(), " positions but the run needs ", expected,
+                options.schedule_per_step() ? " (epochs x batches per epoch, stepped per iteration)"
+                                            : " (one per epoch)");
+    TORCH_CHECK(cosine->position() == 0, "simsiam::Trainer: the schedule was already stepped ",
+                cosine->position(), " times; give the trainer a fresh one");
+  }
+
   std::string write_checkpoint(int64_t epochs_done, const TrainState& state) {
+    // A finite loss does not prove finite weights (an inf gradient without the scaler): never
+    // replace the last good checkpoint with a broken one.
+    for (const auto& item : model_->named_parameters()) {
+      TORCH_CHECK(torch::isfinite(item.value()).all().template item<bool>(),
+                  "simsiam::Trainer: parameter '", item.key(), "' holds NaN or inf after epoch ",
+                  epochs_done, "; no checkpoint written for it. ",
+                  last_checkpoint_.empty()
+                      ? std::string("No checkpoint was written yet.")
+                      : "The last good checkpoint is '" + last_checkpoint_ + "' (epoch " +
+                            std::to_string(last_checkpoint_epoch_) + ").");
+    }
     CheckpointState checkpoint;
     checkpoint.epoch = epochs_done;
     checkpoint.step = state.global_step;
     checkpoint.schedule_steps = schedule_steps_;
     checkpoint.config = full_config();
-    checkpoint.tensors["rng/cpu"] = default_generator(torch::kCPU).get_state();
+    checkpoint.tensors["rng/cpu"] = generator_state(torch::kCPU);
     if (options.device().is_cuda()) {
-      checkpoint.tensors["rng/cuda"] = default_generator(options.device()).get_state();
+      checkpoint.tensors["rng/cuda"] = generator_state(options.device());
     }
     checkpoint.tensors["grad_scaler"] = scaler_.state();
     const auto dir = std::filesystem::path(options.run_dir());
     const std::string path = (dir / "checkpoint.pt").string();
     save_checkpoint(path, *model_, &optimizer_, checkpoint);
     if (options.keep_checkpoints()) {
-      save_checkpoint((dir / detail::checkpoint_name(epochs_done)).string(), *model_, &optimizer_,
-                      checkpoint);
+      save_checkpoint((dir / detail::checkpoint_name(epochs_done - 1)).string(), *model_,
+                      &optimizer_, checkpoint);
     }
     last_checkpoint_ = path;
     last_checkpoint_epoch_ = epochs_done;
@@ -356,19 +404,27 @@ class Trainer {
       return it == checkpoint.tensors.end() ? torch::Tensor() : it->second;
     };
     if (const auto cpu = find("rng/cpu"); cpu.defined()) {
-      default_generator(torch::kCPU).set_state(cpu.cpu());
+      set_generator_state(torch::kCPU, cpu);
     }
     if (const auto cuda = find("rng/cuda"); cuda.defined() && options.device().is_cuda()) {
-      default_generator(options.device()).set_state(cuda.cpu());
+      set_generator_state(options.device(), cuda);
     }
     if (const auto scaler = find("grad_scaler"); scaler.defined()) scaler_.load_state(scaler);
     last_checkpoint_ = options.resume();
     last_checkpoint_epoch_ = checkpoint.epoch;
   }
 
-  /// A handle on LibTorch's default generator of a device (shares its state).
-  static at::Generator default_generator(torch::Device device) {
-    return at::globalContext().defaultGenerator(device);
+  /// The state of LibTorch's default generator of a device, under its lock as Python's
+  /// torch.get_rng_state takes it.
+  static torch::Tensor generator_state(torch::Device device) {
+    at::Generator generator = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    return generator.get_state();
+  }
+  static void set_generator_state(torch::Device device, const torch::Tensor& state) {
+    at::Generator generator = at::globalContext().defaultGenerator(device);
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(state.cpu());
   }
 
   void to_channels_last() {
