@@ -1,0 +1,155 @@
+/// @file
+/// @brief A c10d process group (Gloo on CPU) set up from torchrun's environment variables with a
+/// TCPStore, or from a shared-file FileStore, with timeouts and errors that name the rank and
+/// the address.
+///
+/// Work in progress for issue 6: the process group only (no data parallelism, SyncBatchNorm or
+/// launcher yet).
+#pragma once
+
+#include <torch/torch.h>
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace simsiam::distributed {
+
+/// Where and how the processes of a run meet.
+struct DistributedOptions {
+  /// This process's rank in [0, world_size).
+  TORCH_ARG(int64_t, rank) = 0;
+  TORCH_ARG(int64_t, world_size) = 1;
+  /// The rank within this machine (torchrun's LOCAL_RANK): the GPU index.
+  TORCH_ARG(int64_t, local_rank) = 0;
+  /// Rank 0's address and port (torchrun's MASTER_ADDR, MASTER_PORT).
+  TORCH_ARG(std::string, master_addr) = "127.0.0.1";
+  TORCH_ARG(int64_t, master_port) = 29500;
+  /// A file all processes can reach; when set it replaces the TCP store.
+  TORCH_ARG(std::string, file_store) = "";
+  /// How long to wait for the other processes, when joining and in every collective.
+  TORCH_ARG(std::chrono::milliseconds, timeout) = std::chrono::minutes(30);
+
+ public:
+  /// The variables torchrun sets: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT.
+  /// A missing WORLD_SIZE means a single process.
+  static DistributedOptions from_env() {
+    DistributedOptions options;
+    options.world_size(read_int("WORLD_SIZE", 1));
+    options.rank(read_int("RANK", 0));
+    options.local_rank(read_int("LOCAL_RANK", options.rank()));
+    if (const char* addr = std::getenv("MASTER_ADDR")) options.master_addr(addr);
+    options.master_port(read_int("MASTER_PORT", 29500));
+    options.check();
+    return options;
+  }
+
+  /// Fails with a message naming the bad value.
+  void check() const {
+    constexpr const char* kWhere = "simsiam::distributed";
+    TORCH_CHECK(world_size() > 0, kWhere, ": expected WORLD_SIZE > 0, got ", world_size());
+    TORCH_CHECK(rank() >= 0 && rank() < world_size(), kWhere, ": expected 0 <= RANK < WORLD_SIZE (",
+                world_size(), "), got ", rank());
+    TORCH_CHECK(master_port() > 0 && master_port() < 65536, kWhere,
+                ": expected MASTER_PORT in [1, 65535], got ", master_port());
+    TORCH_CHECK(!master_addr().empty() || !file_store().empty(), kWhere,
+                ": expected MASTER_ADDR or a file store");
+    TORCH_CHECK(timeout().count() > 0, kWhere, ": expected a positive timeout");
+  }
+
+ private:
+  static int64_t read_int(const char* name, int64_t fallback) {
+    const char* text = std::getenv(name);
+    if (text == nullptr || *text == '\0') return fallback;
+    char* end = nullptr;
+    const long long value = std::strtoll(text, &end, 10);
+    TORCH_CHECK(end != nullptr && *end == '\0', "simsiam::distributed: expected an integer in ",
+                name, ", got '", text, "'");
+    return value;
+  }
+};
+
+/// The processes of one run, joined through a store into a Gloo process group.
+class ProcessGroup {
+ public:
+  explicit ProcessGroup(DistributedOptions options) : options_(std::move(options)) {
+    options_.check();
+    const std::string where =
+        options_.file_store().empty()
+            ? options_.master_addr() + ":" + std::to_string(options_.master_port())
+            : "file store '" + options_.file_store() + "'";
+    try {
+      if (options_.file_store().empty()) {
+        c10d::TCPStoreOptions store_options;
+        store_options.port = static_cast<uint16_t>(options_.master_port());
+        store_options.isServer = options_.rank() == 0;
+        store_options.numWorkers = static_cast<size_t>(options_.world_size());
+        store_options.timeout = options_.timeout();
+        store_ = c10::make_intrusive<c10d::TCPStore>(options_.master_addr(), store_options);
+      } else {
+        store_ = c10::make_intrusive<c10d::FileStore>(options_.file_store(),
+                                                      static_cast<int>(options_.world_size()));
+        store_->setTimeout(options_.timeout());
+      }
+      auto gloo = c10d::ProcessGroupGloo::Options::create();
+      gloo->timeout = options_.timeout();
+      gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(
+          options_.file_store().empty() ? options_.master_addr() : "127.0.0.1"));
+      group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(
+          store_, static_cast<int>(options_.rank()), static_cast<int>(options_.world_size()), gloo);
+    } catch (const std::exception& e) {
+      TORCH_CHECK(false, "simsiam::distributed: rank ", options_.rank(), " of ",
+                  options_.world_size(), " could not join the process group at ", where, " within ",
+                  options_.timeout().count(),
+                  " ms (a peer that died or never started?): ", first_line(e.what()));
+    }
+  }
+
+  int64_t rank() const { return options_.rank(); }
+  int64_t world_size() const { return options_.world_size(); }
+  const DistributedOptions& options() const { return options_; }
+
+  /// Sums `tensors` in place over all ranks.
+  void all_reduce_sum(std::vector<torch::Tensor>& tensors) {
+    run("all_reduce", [&] { group_->allreduce(tensors)->wait(); });
+  }
+  /// Rank `root`'s `tensors` copied to every rank, in place.
+  void broadcast(std::vector<torch::Tensor>& tensors, int64_t root = 0) {
+    c10d::BroadcastOptions broadcast_options;
+    broadcast_options.rootRank = root;
+    run("broadcast", [&] { group_->broadcast(tensors, broadcast_options)->wait(); });
+  }
+  /// Waits until every rank reached this point.
+  void barrier() {
+    run("barrier", [&] { group_->barrier()->wait(); });
+  }
+
+  /// The underlying c10d group, for collectives not wrapped here.
+  const c10::intrusive_ptr<c10d::ProcessGroupGloo>& c10d_group() const { return group_; }
+
+ private:
+  static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+  template <class Fn>
+  void run(const char* what, Fn&& fn) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      TORCH_CHECK(false, "simsiam::distributed: ", what, " failed on rank ", options_.rank(),
+                  " of ", options_.world_size(), " (a peer died or timed out after ",
+                  options_.timeout().count(), " ms): ", first_line(e.what()));
+    }
+  }
+
+  DistributedOptions options_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+};
+
+}  // namespace simsiam::distributed

@@ -1,0 +1,141 @@
+// The process group on loopback: two forked processes meet through a TCPStore or a FileStore,
+// all-reduce and broadcast; a peer that never joins makes the other fail within the timeout with
+// a message naming the rank and the address.
+#include "simsiam/distributed/process_group.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace D = simsiam::distributed;
+
+namespace {
+
+/// A port derived from the process id, so parallel test processes do not collide.
+int64_t test_port(int64_t offset) { return 20000 + (getpid() * 7 + offset) % 20000; }
+
+/// Runs `body(rank)` in `world` forked processes; returns their exit codes (0: body returned
+/// true). Each child writes what it caught to `log` + rank.
+std::vector<int> run_ranks(int world, const std::function<bool(int)>& body) {
+  std::vector<pid_t> children;
+  std::fflush(nullptr);  // or the children would print the parent's buffered output again
+  for (int rank = 0; rank < world; ++rank) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      bool ok = false;
+      try {
+        ok = body(rank);
+      } catch (...) {
+        ok = false;
+      }
+      std::fflush(nullptr);
+      _exit(ok ? 0 : 1);
+    }
+    children.push_back(pid);
+  }
+  std::vector<int> codes;
+  for (const pid_t pid : children) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    codes.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : 128);
+  }
+  return codes;
+}
+
+}  // namespace
+
+TEST_CASE("two processes all-reduce and broadcast over a TCPStore on loopback", "[distributed]") {
+  const int64_t port = test_port(1);
+  const auto codes = run_ranks(2, [&](int rank) {
+    D::ProcessGroup group(
+        D::DistributedOptions().rank(rank).world_size(2).master_port(port).timeout(
+            std::chrono::seconds(20)));
+    std::vector<torch::Tensor> sum{torch::full({5}, rank + 1.0)};
+    group.all_reduce_sum(sum);
+    std::vector<torch::Tensor> from_root{torch::full({3}, rank == 0 ? 7.0 : -1.0)};
+    group.broadcast(from_root, 0);
+    group.barrier();
+    return torch::equal(sum[0], torch::full({5}, 3.0)) &&
+           torch::equal(from_root[0], torch::full({3}, 7.0));
+  });
+  CHECK(codes == std::vector<int>{0, 0});
+}
+
+TEST_CASE("two processes meet through a shared FileStore", "[distributed]") {
+  const auto file =
+      std::filesystem::temp_directory_path() / ("simsiam_filestore_" + std::to_string(getpid()));
+  std::filesystem::remove(file);
+  const auto codes = run_ranks(2, [&](int rank) {
+    D::ProcessGroup group(D::DistributedOptions()
+                              .rank(rank)
+                              .world_size(2)
+                              .file_store(file.string())
+                              .timeout(std::chrono::seconds(20)));
+    std::vector<torch::Tensor> sum{torch::full({2}, rank + 1.0)};
+    group.all_reduce_sum(sum);
+    return torch::equal(sum[0], torch::full({2}, 3.0));
+  });
+  CHECK(codes == std::vector<int>{0, 0});
+  std::filesystem::remove(file);
+}
+
+TEST_CASE("a peer that never joins fails the others within the timeout, naming rank and address",
+          "[distributed]") {
+  const int64_t port = test_port(2);
+  const auto message_file =
+      std::filesystem::temp_directory_path() / ("simsiam_pg_error_" + std::to_string(getpid()));
+  const auto start = std::chrono::steady_clock::now();
+  const auto codes = run_ranks(1, [&](int) {
+    try {
+      D::ProcessGroup group(D::DistributedOptions().rank(0).world_size(2).master_port(port).timeout(
+          std::chrono::seconds(2)));
+    } catch (const c10::Error& e) {
+      std::ofstream(message_file) << e.what_without_backtrace();
+      return true;
+    }
+    return false;
+  });
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  CHECK(codes == std::vector<int>{0});
+  CHECK(seconds < 15.0);
+  std::ifstream in(message_file);
+  const std::string message((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK_THAT(message, Catch::Contains("rank 0 of 2 could not join the process group at 127.0.0.1:" +
+                                      std::to_string(port)) &&
+                          Catch::Contains("within 2000 ms"));
+  std::filesystem::remove(message_file);
+}
+
+TEST_CASE("distributed options from the environment are checked", "[distributed]") {
+  setenv("WORLD_SIZE", "4", 1);
+  setenv("RANK", "2", 1);
+  setenv("LOCAL_RANK", "0", 1);
+  setenv("MASTER_ADDR", "10.0.0.5", 1);
+  setenv("MASTER_PORT", "23456", 1);
+  const auto options = D::DistributedOptions::from_env();
+  CHECK(options.rank() == 2);
+  CHECK(options.world_size() == 4);
+  CHECK(options.local_rank() == 0);
+  CHECK(options.master_addr() == "10.0.0.5");
+  CHECK(options.master_port() == 23456);
+  setenv("RANK", "4", 1);
+  CHECK_THROWS_WITH(D::DistributedOptions::from_env(),
+                    Catch::Contains("expected 0 <= RANK < WORLD_SIZE (4), got 4"));
+  setenv("RANK", "two", 1);
+  CHECK_THROWS_WITH(D::DistributedOptions::from_env(),
+                    Catch::Contains("expected an integer in RANK, got 'two'"));
+  for (const char* name : {"WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}) {
+    unsetenv(name);
+  }
+  CHECK(D::DistributedOptions::from_env().world_size() == 1);
+}
