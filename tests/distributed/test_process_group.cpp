@@ -2,6 +2,7 @@
 // all-reduce and broadcast; a peer that never joins makes the other fail within the timeout with
 // a message naming the rank and the address.
 #include "simsiam/distributed/process_group.hpp"
+#include "simsiam/distributed/sync_batch_norm.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -34,7 +35,8 @@ std::vector<int> run_ranks(int world, const std::function<bool(int)>& body) {
       bool ok = false;
       try {
         ok = body(rank);
-      } catch (...) {
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
         ok = false;
       }
       std::fflush(nullptr);
@@ -138,4 +140,52 @@ TEST_CASE("distributed options from the environment are checked", "[distributed]
     unsetenv(name);
   }
   CHECK(D::DistributedOptions::from_env().world_size() == 1);
+}
+
+TEST_CASE("SyncBatchNorm on two ranks equals BatchNorm on the concatenated batch",
+          "[distributed][syncbn]") {
+  const int64_t port = test_port(3);
+  for (const bool image : {true, false}) {
+    INFO("2-D " << image);
+    const auto codes = run_ranks(2, [&](int rank) {
+      D::ProcessGroup group(D::DistributedOptions()
+                                .rank(rank)
+                                .world_size(2)
+                                .master_port(port + (image ? 0 : 1))
+                                .timeout(std::chrono::seconds(20)));
+      auto generator = at::detail::createCPUGenerator(11);
+      const auto shape = image ? std::vector<int64_t>{8, 3, 4, 5} : std::vector<int64_t>{8, 3};
+      const auto x_all = torch::randn(shape, generator) * 2 + 1;
+      const auto g_all = torch::randn(shape, generator);
+      const auto w = torch::rand({3}, generator) + 0.5;
+      const auto b = torch::randn({3}, generator);
+      // Reference: plain batch norm over all 8 rows.
+      auto x_ref = x_all.clone().requires_grad_();
+      auto w_ref = w.clone().requires_grad_();
+      auto b_ref = b.clone().requires_grad_();
+      auto mean_ref = torch::zeros({3}), var_ref = torch::ones({3});
+      (torch::batch_norm(x_ref, w_ref, b_ref, mean_ref, var_ref, true, 0.1, 1e-5, false) * g_all)
+          .sum()
+          .backward();
+      // This rank's half through SyncBatchNorm.
+      D::SyncBatchNorm bn(D::SyncBatchNormOptions(3), &group);
+      {
+        torch::NoGradGuard no_grad;
+        bn->weight.copy_(w);
+        bn->bias.copy_(b);
+      }
+      auto x = x_all.slice(0, 4 * rank, 4 * rank + 4).clone().requires_grad_();
+      const auto y = bn(x);
+      (y * g_all.slice(0, 4 * rank, 4 * rank + 4)).sum().backward();
+      std::vector<torch::Tensor> grads{bn->weight.grad().clone(), bn->bias.grad().clone()};
+      group.all_reduce_sum(grads);  // parameter gradients are local sums
+      const auto rows = x_ref.grad().slice(0, 4 * rank, 4 * rank + 4);
+      return torch::allclose(x.grad(), rows, 1e-5, 1e-5) &&
+             torch::allclose(grads[0], w_ref.grad(), 1e-4, 1e-5) &&
+             torch::allclose(grads[1], b_ref.grad(), 1e-4, 1e-5) &&
+             torch::allclose(bn->running_mean, mean_ref, 1e-5, 1e-6) &&
+             torch::allclose(bn->running_var, var_ref, 1e-5, 1e-6);
+    });
+    CHECK(codes == std::vector<int>{0, 0});
+  }
 }

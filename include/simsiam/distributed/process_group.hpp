@@ -115,15 +115,19 @@ class ProcessGroup {
   int64_t world_size() const { return options_.world_size(); }
   const DistributedOptions& options() const { return options_; }
 
-  /// Sums `tensors` in place over all ranks.
+  /// Sums `tensors` in place over all ranks, as one flattened buffer per dtype and device when
+  /// there are several (c10d reads a list as one tensor's copies on several devices).
   void all_reduce_sum(std::vector<torch::Tensor>& tensors) {
-    run("all_reduce", [&] { group_->allreduce(tensors)->wait(); });
+    collective("all_reduce", tensors,
+               [&](std::vector<torch::Tensor>& one) { group_->allreduce(one)->wait(); });
   }
   /// Rank `root`'s `tensors` copied to every rank, in place.
   void broadcast(std::vector<torch::Tensor>& tensors, int64_t root = 0) {
     c10d::BroadcastOptions broadcast_options;
     broadcast_options.rootRank = root;
-    run("broadcast", [&] { group_->broadcast(tensors, broadcast_options)->wait(); });
+    collective("broadcast", tensors, [&](std::vector<torch::Tensor>& one) {
+      group_->broadcast(one, broadcast_options)->wait();
+    });
   }
   /// Waits until every rank reached this point.
   void barrier() {
@@ -135,6 +139,32 @@ class ProcessGroup {
 
  private:
   static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+  /// Runs `op` on each tensor alone, or on one flattened buffer of several, copied back.
+  template <class Op>
+  void collective(const char* what, std::vector<torch::Tensor>& tensors, Op&& op) {
+    if (tensors.empty()) return;
+    if (tensors.size() == 1 && tensors[0].is_contiguous()) {
+      run(what, [&] { op(tensors); });
+      return;
+    }
+    for (const auto& t : tensors) {
+      TORCH_CHECK(t.scalar_type() == tensors[0].scalar_type() && t.device() == tensors[0].device(),
+                  "simsiam::distributed: ", what, " expects tensors of one dtype and device, got ",
+                  tensors[0].scalar_type(), " and ", t.scalar_type());
+    }
+    std::vector<torch::Tensor> flat{torch::cat([&] {
+      std::vector<torch::Tensor> views;
+      for (const auto& t : tensors) views.push_back(t.reshape({-1}));
+      return views;
+    }())};
+    run(what, [&] { op(flat); });
+    int64_t offset = 0;
+    for (auto& t : tensors) {
+      t.copy_(flat[0].slice(0, offset, offset + t.numel()).view_as(t));
+      offset += t.numel();
+    }
+  }
 
   template <class Fn>
   void run(const char* what, Fn&& fn) {

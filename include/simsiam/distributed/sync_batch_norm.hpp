@@ -1,0 +1,176 @@
+/// @file
+/// @brief SyncBatchNorm on any device: batch statistics over all ranks of a `ProcessGroup`,
+/// differentiable (all-reduce in forward and in backward), running statistics updated with the
+/// global unbiased variance, as torch.nn.SyncBatchNorm (whose fused kernels are CUDA-only).
+///
+/// Work in progress for issue 6: the module and its autograd function; not yet wired into the
+/// backbones and heads (see the issue note on convert_sync_batchnorm).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "simsiam/distributed/process_group.hpp"
+
+namespace simsiam::distributed {
+
+namespace detail {
+
+/// Dimensions reduced by batch norm: all but the channel dimension 1.
+inline std::vector<int64_t> reduce_dims(const torch::Tensor& x) {
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  return dims;
+}
+
+/// [C] -> [1, C, 1, ...] to broadcast against x.
+inline torch::Tensor per_channel(const torch::Tensor& v, const torch::Tensor& x) {
+  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+  shape[1] = x.size(1);
+  return v.view(shape);
+}
+
+/// The forward and backward of torch/nn/modules/_functions.py's SyncBatchNorm, with sums in
+/// place of the fused CUDA kernels.
+struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                torch::Tensor x, torch::Tensor weight,
+                                                torch::Tensor bias, torch::Tensor running_mean,
+                                                torch::Tensor running_var, double eps,
+                                                double momentum, int64_t group_address) {
+    auto* group = reinterpret_cast<ProcessGroup*>(group_address);
+    const auto dims = reduce_dims(x);
+    const int64_t channels = x.size(1);
+    const auto stats_dtype = torch::promote_types(x.scalar_type(), torch::kFloat);
+    const auto xs = x.to(stats_dtype);
+    std::vector<torch::Tensor> packed{
+        torch::cat({xs.sum(dims), xs.square().sum(dims),
+                    torch::full({1}, static_cast<double>(x.numel() / channels), xs.options())})};
+    group->all_reduce_sum(packed);
+    const double count = packed[0][2 * channels].item<double>();
+    TORCH_CHECK(count > 1,
+                "simsiam::distributed::SyncBatchNorm: expected more than one value per "
+                "channel over all ranks, got ",
+                count);
+    const auto mean = packed[0].slice(0, 0, channels) / count;
+    const auto var =
+        (packed[0].slice(0, channels, 2 * channels) / count - mean.square()).clamp_min(0);
+    const auto invstd = (var + eps).rsqrt();
+    {
+      torch::NoGradGuard no_grad;
+      if (running_mean.defined()) {
+        running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype()), momentum);
+        running_var.mul_(1 - momentum)
+            .add_((var * (count / (count - 1))).to(running_var.dtype()), momentum);
+      }
+    }
+    auto y = (xs - per_channel(mean, x)) * per_channel(invstd, x);
+    if (weight.defined()) y = y * per_channel(weight, x) + per_channel(bias, x);
+    ctx->save_for_backward({x, weight, mean, invstd});
+    ctx->saved_data["count"] = count;
+    ctx->saved_data["group"] = group_address;
+    return {y.to(x.scalar_type())};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto& x = saved[0];
+    const auto& weight = saved[1];
+    const auto& mean = saved[2];
+    const auto& invstd = saved[3];
+    const double count = ctx->saved_data["count"].toDouble();
+    auto* group = reinterpret_cast<ProcessGroup*>(ctx->saved_data["group"].toInt());
+    const auto dims = reduce_dims(x);
+    const int64_t channels = x.size(1);
+    const auto dy = grad_outputs[0].to(mean.scalar_type());
+    const auto xmu = x.to(mean.scalar_type()) - per_channel(mean, x);
+    const auto sum_dy = dy.sum(dims);
+    const auto sum_dy_xmu = (dy * xmu).sum(dims);
+    // Parameter gradients stay local: data parallelism averages them like any other gradient.
+    torch::Tensor grad_weight, grad_bias;
+    if (weight.defined()) {
+      grad_weight = (sum_dy_xmu * invstd).to(weight.scalar_type());
+      grad_bias = sum_dy.to(weight.scalar_type());
+    }
+    std::vector<torch::Tensor> packed{torch::cat({sum_dy, sum_dy_xmu})};
+    group->all_reduce_sum(packed);
+    const auto global_sum_dy = packed[0].slice(0, 0, channels);
+    const auto global_sum_dy_xmu = packed[0].slice(0, channels, 2 * channels);
+    auto scale = invstd;
+    if (weight.defined()) scale = scale * weight.to(invstd.scalar_type());
+    const auto grad_input = (dy - per_channel(global_sum_dy / count, x) -
+                             xmu * per_channel(invstd.square() * global_sum_dy_xmu / count, x)) *
+                            per_channel(scale, x);
+    return {grad_input.to(x.scalar_type()),
+            grad_weight,
+            grad_bias,
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor(),
+            torch::Tensor()};
+  }
+};
+
+}  // namespace detail
+
+/// Options of `SyncBatchNorm`, those of torch::nn::BatchNorm.
+struct SyncBatchNormOptions {
+  /* implicit */ SyncBatchNormOptions(int64_t num_features) : num_features_(num_features) {}
+  TORCH_ARG(int64_t, num_features);
+  TORCH_ARG(double, eps) = 1e-5;
+  TORCH_ARG(double, momentum) = 0.1;
+  TORCH_ARG(bool, affine) = true;
+  TORCH_ARG(bool, track_running_stats) = true;
+};
+
+/// Batch norm over [N, C] or [N, C, ...] whose training statistics cover the batches of every
+/// rank of `group` (none, or one rank: plain batch norm). Parameters and buffers have
+/// torch::nn::BatchNorm's names, so state dicts are interchangeable.
+class SyncBatchNormImpl : public torch::nn::Cloneable<SyncBatchNormImpl> {
+ public:
+  explicit SyncBatchNormImpl(SyncBatchNormOptions options, ProcessGroup* group = nullptr)
+      : options(options), group(group) {
+    reset();
+  }
+
+  void reset() override {
+    const auto c = options.num_features();
+    TORCH_CHECK(c > 0, "simsiam::distributed::SyncBatchNorm: expected num_features > 0, got ", c);
+    if (options.affine()) {
+      weight = register_parameter("weight", torch::ones({c}));
+      bias = register_parameter("bias", torch::zeros({c}));
+    }
+    if (options.track_running_stats()) {
+      running_mean = register_buffer("running_mean", torch::zeros({c}));
+      running_var = register_buffer("running_var", torch::ones({c}));
+      num_batches_tracked = register_buffer("num_batches_tracked", torch::zeros({}, torch::kLong));
+    }
+  }
+
+  torch::Tensor forward(const torch::Tensor& x) {
+    TORCH_CHECK(x.dim() >= 2 && x.size(1) == options.num_features(),
+                "simsiam::distributed::SyncBatchNorm: expected input [N, ", options.num_features(),
+                ", ...], got ", x.sizes());
+    const bool use_batch_stats = is_training() || !options.track_running_stats();
+    if (is_training() && options.track_running_stats()) num_batches_tracked.add_(1);
+    if (!use_batch_stats || group == nullptr || group->world_size() == 1) {
+      return torch::batch_norm(x, weight, bias, running_mean, running_var, use_batch_stats,
+                               options.momentum(), options.eps(), /*cudnn_enabled=*/true);
+    }
+    return detail::SyncBatchNormFunction::apply(x, weight, bias, running_mean, running_var,
+                                                options.eps(), options.momentum(),
+                                                reinterpret_cast<int64_t>(group))[0];
+  }
+
+  SyncBatchNormOptions options;
+  /// The ranks whose statistics are combined; not owned.
+  ProcessGroup* group = nullptr;
+  torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+};
+TORCH_MODULE(SyncBatchNorm);
+
+}  // namespace simsiam::distributed
