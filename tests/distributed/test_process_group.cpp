@@ -1,6 +1,7 @@
 // The process group on loopback: two forked processes meet through a TCPStore or a FileStore,
 // all-reduce and broadcast; a peer that never joins makes the other fail within the timeout with
 // a message naming the rank and the address.
+#include "simsiam/distributed/data_parallel.hpp"
 #include "simsiam/distributed/process_group.hpp"
 #include "simsiam/distributed/sync_batch_norm.hpp"
 
@@ -185,6 +186,58 @@ TEST_CASE("SyncBatchNorm on two ranks equals BatchNorm on the concatenated batch
              torch::allclose(grads[1], b_ref.grad(), 1e-4, 1e-5) &&
              torch::allclose(bn->running_mean, mean_ref, 1e-5, 1e-6) &&
              torch::allclose(bn->running_var, var_ref, 1e-5, 1e-6);
+    });
+    CHECK(codes == std::vector<int>{0, 0});
+  }
+}
+
+TEST_CASE("two ranks with batch B and SyncBatchNorm give the gradients of one rank with 2B",
+          "[distributed][ddp]") {
+  // A projector-like MLP; with plain BatchNorm the two-rank gradients differ (per-rank batch
+  // statistics), which is why the paper synchronises BN.
+  const int64_t port = test_port(5);
+  for (const bool sync : {true, false}) {
+    INFO("SyncBatchNorm " << sync);
+    const auto codes = run_ranks(2, [&](int rank) {
+      D::ProcessGroup group(D::DistributedOptions()
+                                .rank(rank)
+                                .world_size(2)
+                                .master_port(port + (sync ? 0 : 1))
+                                .timeout(std::chrono::seconds(20)));
+      auto make = [&](D::ProcessGroup* bn_group) {
+        torch::manual_seed(rank == 0 ? 1 : 2);  // different inits: the broadcast must align them
+        return torch::nn::Sequential(torch::nn::Linear(6, 5),
+                                     D::SyncBatchNorm(D::SyncBatchNormOptions(5), bn_group),
+                                     torch::nn::ReLU(), torch::nn::Linear(5, 4));
+      };
+      auto model = make(sync ? &group : nullptr);
+      D::DataParallel parallel(*model, group, D::DataParallelOptions().bucket_bytes(64));
+      parallel.broadcast_state();
+      auto generator = at::detail::createCPUGenerator(5);
+      const auto x = torch::randn({16, 6}, generator);
+      const auto target = torch::randn({16, 4}, generator);
+      model->forward(x.slice(0, 8 * rank, 8 * rank + 8))
+          .sub(target.slice(0, 8 * rank, 8 * rank + 8))
+          .square()
+          .mean()
+          .backward();
+      parallel.average_gradients();
+      // One process, the whole batch, from rank 0's initial weights.
+      auto reference = make(nullptr);
+      {
+        torch::NoGradGuard no_grad;
+        const auto from = model->parameters();
+        auto to = reference->parameters();
+        // Rank 0's initial weights, which the broadcast gave this rank too.
+        for (size_t i = 0; i < to.size(); ++i) to[i].copy_(from[i]);
+      }
+      reference->forward(x).sub(target).square().mean().backward();
+      bool equal = true;
+      const auto a = model->parameters(), b = reference->parameters();
+      for (size_t i = 0; i < a.size(); ++i) {
+        equal = equal && torch::allclose(a[i].grad(), b[i].grad(), 1e-5, 1e-6);
+      }
+      return sync ? equal : !equal;
     });
     CHECK(codes == std::vector<int>{0, 0});
   }
