@@ -1,8 +1,7 @@
 /// @file
 /// @brief Data parallelism over a `ProcessGroup`: parameters and buffers broadcast from rank 0,
 /// gradients averaged after backward in flattened buckets (frozen parameters skipped).
-///
-/// Work in progress for issue 6: synchronous (no overlap with backward yet).
+/// Synchronous: the all-reduce runs after backward, not overlapped with it yet.
 #pragma once
 
 #include <torch/torch.h>

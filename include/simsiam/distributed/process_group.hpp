@@ -2,9 +2,8 @@
 /// @brief A c10d process group (Gloo on CPU) set up from torchrun's environment variables with a
 /// TCPStore, or from a shared-file FileStore, with timeouts and errors that name the rank and
 /// the address.
-///
-/// Work in progress for issue 6: the process group only (no data parallelism, SyncBatchNorm or
-/// launcher yet).
+/// Gloo only so far: NCCL, the trainer integration and a launcher are still to come
+/// (docs/distributed.md). Needs Gloo's headers (Debian: libgloo-dev), as LibTorch's c10d does.
 #pragma once
 
 #include <torch/torch.h>

@@ -2,9 +2,8 @@
 /// @brief SyncBatchNorm on any device: batch statistics over all ranks of a `ProcessGroup`,
 /// differentiable (all-reduce in forward and in backward), running statistics updated with the
 /// global unbiased variance, as torch.nn.SyncBatchNorm (whose fused kernels are CUDA-only).
-///
-/// Work in progress for issue 6: the module and its autograd function; not yet wired into the
-/// backbones and heads (see the issue note on convert_sync_batchnorm).
+/// Not yet used by the library's backbones and heads, whose BatchNorms are plain LibTorch modules
+/// (docs/distributed.md says why a PyTorch-style convert_sync_batchnorm does not work there).
 #pragma once
 
 #include <torch/torch.h>
