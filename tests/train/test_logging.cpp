@@ -40,7 +40,8 @@ TEST_CASE("the metrics log writes consistent CSV and JSON lines, and the plot is
   const auto recipe = simsiam::SgdRecipe().base_lr(0.1).batch_size(16);
   auto sgd = simsiam::make_sgd(model, recipe);
   auto schedule = simsiam::make_cosine_schedule(sgd, recipe, 2);
-  simsiam::Trainer trainer(model, loader, sgd, &schedule, T::quiet_options(2, dir.str()));
+  simsiam::Trainer trainer(model, loader, sgd, &schedule,
+                           T::quiet_options(2, dir.str()).keep_checkpoints(true));
   const auto data = T::tiny_data();
   trainer.add_hook(std::make_shared<simsiam::KnnMonitor>(
       data.images, data.labels, data.images, data.labels, 4,
@@ -91,6 +92,11 @@ TEST_CASE("the metrics log writes consistent CSV and JSON lines, and the plot is
     }
   }
   CHECK(std::filesystem::exists(dir / "checkpoint.pt"));
+  // Kept copies are named after the 0-based epoch, as main_simsiam.py names its files.
+  auto fresh = T::tiny_model(4);
+  CHECK(simsiam::load_checkpoint(dir / "checkpoint_0000.pt", *fresh, nullptr).epoch == 1);
+  CHECK(simsiam::load_checkpoint(dir / "checkpoint_0001.pt", *fresh, nullptr).epoch == 2);
+  CHECK_FALSE(std::filesystem::exists(dir / "checkpoint_0001.pt.tmp"));
   if (have_gnuplot()) {
     CHECK(std::filesystem::file_size(dir / "metrics.png") > 1000);
     CHECK_FALSE(std::filesystem::exists(dir / "metrics.png.tmp"));

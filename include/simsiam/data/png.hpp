@@ -24,6 +24,7 @@
 
 #include "simsiam/data/idx.hpp"
 #include "simsiam/detail/check.hpp"
+#include "simsiam/detail/file.hpp"
 
 namespace simsiam {
 
@@ -267,28 +268,6 @@ inline std::string encode_png(const torch::Tensor& image) {
   chunk("IEND", "");
   return png;
 }
-
-namespace detail {
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same folder, then a rename, so
-/// an existing file is never left half-written.
-inline void write_file_atomically(const std::string& bytes, const std::string& path,
-                                  const char* where) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    TORCH_CHECK(out, where, ": cannot create '", temporary, "': ", std::strerror(errno));
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.close();
-    TORCH_CHECK(out, where, ": cannot write '", temporary, "': ", std::strerror(errno));
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  TORCH_CHECK(!error, where, ": cannot rename '", temporary, "' to '", path,
-              "': ", error.message());
-}
-
-}  // namespace detail
 
 /// Writes `image` (see `encode_png`) to `path` atomically (temporary file, then rename).
 inline void write_png(const torch::Tensor& image, const std::string& path) {

@@ -28,6 +28,7 @@
 #include <unistd.h>
 #endif
 
+#include "simsiam/detail/file.hpp"
 #include "simsiam/train/hook.hpp"
 
 namespace simsiam {
@@ -314,13 +315,7 @@ class MetricsLog : public Hook {
       if (row_epoch < static_cast<double>(epoch)) kept << line << "\n";
     }
     in.close();
-    const std::string temporary = path + ".tmp";
-    {
-      std::ofstream out(temporary, std::ios::trunc);
-      out << kept.str();
-      TORCH_CHECK(out.good(), "simsiam::MetricsLog: cannot write '", temporary, "'");
-    }
-    std::filesystem::rename(temporary, path);
+    detail::write_file_atomically(kept.str(), path, "simsiam::MetricsLog");
   }
 
   std::string csv_path_, json_path_;

@@ -301,14 +301,18 @@ class Trainer {
     ++schedule_steps_;
   }
 
+  /// For error messages: which checkpoint a user can go back to.
+  std::string last_good_checkpoint() const {
+    if (last_checkpoint_.empty()) return "No checkpoint was written yet.";
+    return "The last good checkpoint is '" + last_checkpoint_ + "' (epoch " +
+           std::to_string(last_checkpoint_epoch_) + ").";
+  }
+
   [[noreturn]] void non_finite(double value, const TrainState& state) const {
     TORCH_CHECK(false, "simsiam::Trainer: the loss is ", value, " at epoch ", state.epoch + 1,
                 ", step ", state.step_in_epoch + 1, " of ", state.steps_per_epoch, " (global step ",
                 state.global_step + 1, "); stopped before this step changed the weights. ",
-                last_checkpoint_.empty()
-                    ? std::string("No checkpoint was written yet.")
-                    : "The last good checkpoint is '" + last_checkpoint_ + "' (epoch " +
-                          std::to_string(last_checkpoint_epoch_) + ").",
+                last_good_checkpoint(),
                 " Lower the learning rate, or check the inputs for NaN/inf.");
     std::abort();  // unreachable: TORCH_CHECK(false) throws
   }
@@ -359,11 +363,7 @@ class Trainer {
     for (const auto& item : model_->named_parameters()) {
       TORCH_CHECK(torch::isfinite(item.value()).all().template item<bool>(),
                   "simsiam::Trainer: parameter '", item.key(), "' holds NaN or inf after epoch ",
-                  epochs_done, "; no checkpoint written for it. ",
-                  last_checkpoint_.empty()
-                      ? std::string("No checkpoint was written yet.")
-                      : "The last good checkpoint is '" + last_checkpoint_ + "' (epoch " +
-                            std::to_string(last_checkpoint_epoch_) + ").");
+                  epochs_done, "; no checkpoint written for it. ", last_good_checkpoint());
     }
     CheckpointState checkpoint;
     checkpoint.epoch = epochs_done;
@@ -378,9 +378,12 @@ class Trainer {
     const auto dir = std::filesystem::path(options.run_dir());
     const std::string path = (dir / "checkpoint.pt").string();
     save_checkpoint(path, *model_, &optimizer_, checkpoint);
-    if (options.keep_checkpoints()) {
-      save_checkpoint((dir / detail::checkpoint_name(epochs_done - 1)).string(), *model_,
-                      &optimizer_, checkpoint);
+    if (options.keep_checkpoints()) {  // the same bytes: copy, not serialise again
+      const auto kept = dir / detail::checkpoint_name(epochs_done - 1);
+      const auto temporary = kept.string() + ".tmp";
+      std::filesystem::copy_file(path, temporary,
+                                 std::filesystem::copy_options::overwrite_existing);
+      std::filesystem::rename(temporary, kept);
     }
     last_checkpoint_ = path;
     last_checkpoint_epoch_ = epochs_done;
