@@ -16,6 +16,7 @@
 #include <benchmark/benchmark.h>
 
 #include "bench_main.hpp"
+#include "bench_models.hpp"
 
 #include <cstdint>
 #include <cstdio>
@@ -59,14 +60,7 @@ void run_training_steps(benchmark::State& state, const std::string& name,
   simsiam::SymmetricLoss<> criterion;
   const auto x1 = torch::randn(input_shape);
   const auto x2 = torch::randn(input_shape);
-  const auto step = [&] {
-    const auto out = model->forward(x1, x2);
-    auto loss = criterion(out.p1, out.p2, out.z1, out.z2);
-    sgd.zero_grad();
-    loss.backward();
-    sgd.step();
-    return loss;
-  };
+  const auto step = [&] { return training_step(model, sgd, criterion, x1, x2, [] {}); };
   // Untimed warm-up: the first step allocates the gradients and momentum buffers and starts the
   // thread pool, and takes up to 10x a later step (this Google Benchmark has no MinWarmUpTime).
   step();
@@ -75,14 +69,6 @@ void run_training_steps(benchmark::State& state, const std::string& name,
     benchmark::DoNotOptimize(loss.data_ptr());
   }
   state.SetItemsProcessed(state.iterations() * input_shape[0]);
-}
-
-/// The quick start's network: ConvNet 8-16-32-64, d 512, predictor 512-128-512.
-simsiam::SimSiam<simsiam::ConvNet> quick_start_model() {
-  torch::manual_seed(0);
-  simsiam::ConvNet backbone(simsiam::ConvNetOptions(1).widths({8, 16, 32, 64}));
-  return simsiam::SimSiam<simsiam::ConvNet>(
-      backbone, simsiam::SimSiamOptions().dim(512).pred_dim(128).projector_layers(2));
 }
 
 void BM_TrainStepConvNet28(benchmark::State& state) {

@@ -8,7 +8,7 @@ BUILD="${SIMSIAM_BUILD_DIR:-$ROOT/build}"
 # Packages every build needs. libopenblas0-openmp matters for speed: Debian's LibTorch calls
 # whatever libblas.so.3 provides, and the reference BLAS is ~10x slower on the heads and kNN.
 BASE_PACKAGES=(g++ cmake ninja-build libtorch-dev zlib1g-dev libturbojpeg0-dev libcli11-dev gnuplot-nox
-  libopenblas0-openmp)
+  libopenblas0-openmp libgloo-dev)
 
 # Installs the packages in "$@" that are not installed yet (as root; apt-get update first).
 ensure_packages() {

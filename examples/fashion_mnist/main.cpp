@@ -11,20 +11,28 @@
 //
 //   fashion_mnist [--epochs N] [--batch-size B] [--lr L] [--threads T] [--data DIR] [--out DIR]
 //                 [--resume CHECKPOINT] [--help]
+//
+// Data parallel on several processes (torchrun's variables), --batch-size split among them:
+//   simsiam_launch --nproc 2 fashion_mnist --threads 1
 #include <CLI/CLI.hpp>
 #include <simsiam/augment/presets.hpp>
 #include <simsiam/data/idx.hpp>
 #include <simsiam/data/loader.hpp>
 #include <simsiam/simsiam.hpp>
 #include <simsiam/train/allocator.hpp>
+#ifdef SIMSIAM_EXAMPLE_DISTRIBUTED
+#include <simsiam/distributed/process_group.hpp>
+#endif
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -142,11 +150,33 @@ void write_results(const std::string& path, const Scores& random, const Scores& 
   std::filesystem::rename(temporary, path);
 }
 
+/// The processes of a run started by simsiam_launch or torchrun (WORLD_SIZE > 1), or null.
+std::unique_ptr<simsiam::distributed::Communicator> join_ranks() {
+#ifdef SIMSIAM_EXAMPLE_DISTRIBUTED
+  const auto options = simsiam::distributed::DistributedOptions::from_env();
+  if (options.world_size() == 1) return nullptr;
+  return std::make_unique<simsiam::distributed::ProcessGroup>(options);
+#else
+  const char* world = std::getenv("WORLD_SIZE");
+  TORCH_CHECK(world == nullptr || std::string(world) == "1", "WORLD_SIZE is ", world,
+              " but this build has no SimSiam::distributed (install libgloo-dev and rebuild)");
+  return nullptr;
+#endif
+}
+
 int run(const Config& config) {
   const auto start = std::chrono::steady_clock::now();
   simsiam::keep_freed_memory();  // reuse activations' memory instead of page-faulting it back
   torch::set_num_threads(config.threads);
   torch::manual_seed(config.seed);
+  const auto ranks = join_ranks();
+  const int64_t world = simsiam::distributed::world_size(ranks.get());
+  const bool main_rank = simsiam::distributed::rank(ranks.get()) == 0;
+  if (config.batch_size % world != 0) {
+    std::cerr << "fashion_mnist: --batch-size " << config.batch_size
+              << " must be a multiple of the " << world << " processes\n";
+    return 1;
+  }
   simsiam::LabeledImages train, test;
   try {
     train = simsiam::read_mnist(config.data, /*train=*/true);
@@ -168,7 +198,9 @@ int run(const Config& config) {
               << pretrain.images.size(0) << " training images\n";
     return 1;
   }
-  const std::string run_dir = config.resume.empty()
+  // Rank 0 writes the run folder; the other ranks write nothing.
+  const std::string run_dir = !main_rank ? ""
+                              : config.resume.empty()
                                   ? new_run_dir(config.out)
                                   : std::filesystem::absolute(config.resume).parent_path().string();
 
@@ -176,16 +208,21 @@ int run(const Config& config) {
   simsiam::SimSiam<simsiam::ConvNet> model(
       backbone,
       simsiam::SimSiamOptions().dim(config.dim).pred_dim(config.pred_dim).projector_layers(2));
-  const Scores random = evaluate(model, train, test, config);
-  std::printf("random init: kNN top-1 %.2f%%, linear probe top-1 %.2f%%\n", 100 * random.knn,
-              100 * random.probe_top1);
+  Scores random;
+  if (main_rank) {
+    random = evaluate(model, train, test, config);
+    std::printf("random init: kNN top-1 %.2f%%, linear probe top-1 %.2f%%\n", 100 * random.knn,
+                100 * random.probe_top1);
+  }
 
   // Crop (scale 0.2-1), brightness/contrast jitter 0.4 with p = 0.8, blur with p = 0.5, flip,
   // normalisation: the paper's recipe without the colour operations grey images lack.
   simsiam::LoaderOptions loader_options;
-  loader_options.batch_size = config.batch_size;
+  loader_options.batch_size = config.batch_size / world;  // the total batch, split
   loader_options.workers = config.workers;
   loader_options.seed = config.seed;
+  loader_options.rank = simsiam::distributed::rank(ranks.get());
+  loader_options.world_size = world;
   using Source = simsiam::TensorSource<decltype(A::simsiam_grayscale(28))>;
   simsiam::Loader<Source> loader(Source{pretrain, A::simsiam_grayscale(28)}, loader_options);
 
@@ -200,20 +237,25 @@ int run(const Config& config) {
                                .epochs(config.epochs)
                                .run_dir(run_dir)
                                .resume(config.resume)
-                               .config(run_config(config)));
+                               .config(run_config(config))
+                               .communicator(ranks.get()));
   trainer.add_hook(std::make_shared<simsiam::KnnMonitor>(
       train.images, train.labels, test.images, test.labels, 10,
       simsiam::KnnMonitorOptions()
           .every(config.knn_every)
           .knn(simsiam::KnnOptions().k(config.knn_k).temperature(config.knn_t))
           .transform(to_input)));
-  std::printf(
-      "SimSiam on Fashion-MNIST: %lld images, batch %lld, %d epochs, lr %.4f, %d threads, run "
-      "folder %s\n",
-      static_cast<long long>(pretrain.images.size(0)), static_cast<long long>(config.batch_size),
-      config.epochs, recipe.lr(), config.threads, run_dir.c_str());
-  std::fflush(stdout);
+  if (main_rank) {
+    std::printf(
+        "SimSiam on Fashion-MNIST: %lld images, batch %lld (%lld process%s), %d epochs, lr %.4f, "
+        "%d threads, run folder %s\n",
+        static_cast<long long>(pretrain.images.size(0)), static_cast<long long>(config.batch_size),
+        static_cast<long long>(world), world > 1 ? "es" : "", config.epochs, recipe.lr(),
+        config.threads, run_dir.c_str());
+    std::fflush(stdout);
+  }
   const auto result = trainer.fit();
+  if (!main_rank) return 0;  // rank 0 evaluates and reports
   if (result.stopped) {
     std::printf("training stopped early: %s\n", result.stop_reason.c_str());
   }

@@ -10,7 +10,7 @@ TEST_CASE("ConvNet maps images to feature_dim() features with BN after every con
   size_t convs = 0, norms = 0;
   for (const auto& m : net->modules(false)) {
     convs += m->as<torch::nn::Conv2d>() != nullptr;
-    norms += m->as<torch::nn::BatchNorm2d>() != nullptr;
+    norms += m->as<simsiam::distributed::SyncBatchNorm>() != nullptr;
   }
   CHECK(convs == 3);
   CHECK(norms == 3);

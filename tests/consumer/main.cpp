@@ -3,6 +3,7 @@
 #include <simsiam/augment/presets.hpp>
 #include <simsiam/data/idx.hpp>
 #include <simsiam/data/image.hpp>
+#include <simsiam/distributed/process_group.hpp>
 #include <simsiam/simsiam.hpp>
 
 #include <cstdio>
@@ -50,8 +51,18 @@ int main() {
   const auto png = simsiam::decode_image(simsiam::encode_png(pixels));
   const bool images_ok =
       torch::equal(png, pixels) && (jpeg.to(torch::kInt) - 200).abs().max().item<int>() <= 2;
-  const bool ok = images_ok && values.numel() == 2 && values[1].item<int>() == 9 &&
-                  loss.item<float>() <= 1.0f &&
+  // The distributed component: a one-process Gloo group through a file store.
+  const auto store = std::filesystem::temp_directory_path() / "simsiam_consumer_store";
+  std::filesystem::remove(store);
+  simsiam::distributed::ProcessGroup group(
+      simsiam::distributed::DistributedOptions().file_store(store.string()));
+  std::vector<torch::Tensor> sum{torch::full({3}, 2.0)};
+  group.all_reduce_sum(sum);
+  std::filesystem::remove(store);
+  const bool distributed_ok =
+      torch::equal(sum[0], torch::full({3}, 2.0)) && group.backend() == "gloo";
+  const bool ok = images_ok && distributed_ok && values.numel() == 2 &&
+                  values[1].item<int>() == 9 && loss.item<float>() <= 1.0f &&
                   representation.sizes() == torch::IntArrayRef({batch_size, 8}) && collapse > 0;
   std::printf("consumer: SimSiam %s, loss %.4f, z-std %.4f, idx and images %s\n", simsiam::kVersion,
               loss.item<float>(), collapse, ok ? "ok" : "WRONG");

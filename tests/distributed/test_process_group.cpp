@@ -7,6 +7,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/ranks.hpp"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,42 +21,8 @@
 #include <vector>
 
 namespace D = simsiam::distributed;
-
-namespace {
-
-/// A port derived from the process id, so parallel test processes do not collide.
-int64_t test_port(int64_t offset) { return 20000 + (getpid() * 7 + offset) % 20000; }
-
-/// Runs `body(rank)` in `world` forked processes; returns their exit codes (0: body returned
-/// true). Each child writes what it caught to `log` + rank.
-std::vector<int> run_ranks(int world, const std::function<bool(int)>& body) {
-  std::vector<pid_t> children;
-  std::fflush(nullptr);  // or the children would print the parent's buffered output again
-  for (int rank = 0; rank < world; ++rank) {
-    const pid_t pid = fork();
-    if (pid == 0) {
-      bool ok = false;
-      try {
-        ok = body(rank);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
-        ok = false;
-      }
-      std::fflush(nullptr);
-      _exit(ok ? 0 : 1);
-    }
-    children.push_back(pid);
-  }
-  std::vector<int> codes;
-  for (const pid_t pid : children) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    codes.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : 128);
-  }
-  return codes;
-}
-
-}  // namespace
+using simsiam::testing::run_ranks;
+using simsiam::testing::test_port;
 
 TEST_CASE("two processes all-reduce and broadcast over a TCPStore on loopback", "[distributed]") {
   const int64_t port = test_port(1);
@@ -94,29 +62,16 @@ TEST_CASE("two processes meet through a shared FileStore", "[distributed]") {
 TEST_CASE("a peer that never joins fails the others within the timeout, naming rank and address",
           "[distributed]") {
   const int64_t port = test_port(2);
-  const auto message_file =
-      std::filesystem::temp_directory_path() / ("simsiam_pg_error_" + std::to_string(getpid()));
-  const auto start = std::chrono::steady_clock::now();
-  const auto codes = run_ranks(1, [&](int) {
-    try {
-      D::ProcessGroup group(D::DistributedOptions().rank(0).world_size(2).master_port(port).timeout(
-          std::chrono::seconds(2)));
-    } catch (const c10::Error& e) {
-      std::ofstream(message_file) << e.what_without_backtrace();
-      return true;
-    }
-    return false;
+  const auto failure = simsiam::testing::run_ranks_expecting_error(1, [&](int) {
+    D::ProcessGroup group(D::DistributedOptions().rank(0).world_size(2).master_port(port).timeout(
+        std::chrono::seconds(2)));
   });
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  CHECK(codes == std::vector<int>{0});
-  CHECK(seconds < 15.0);
-  std::ifstream in(message_file);
-  const std::string message((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  CHECK_THAT(message, Catch::Contains("rank 0 of 2 could not join the process group at 127.0.0.1:" +
-                                      std::to_string(port)) &&
-                          Catch::Contains("within 2000 ms"));
-  std::filesystem::remove(message_file);
+  CHECK(failure.codes == std::vector<int>{0});
+  CHECK(failure.seconds < 15.0);
+  CHECK_THAT(failure.message,
+             Catch::Contains("rank 0 of 2 could not join the gloo process group at 127.0.0.1:" +
+                             std::to_string(port)) &&
+                 Catch::Contains("within 2000 ms"));
 }
 
 TEST_CASE("distributed options from the environment are checked", "[distributed]") {
@@ -196,13 +151,13 @@ TEST_CASE("two ranks with batch B and SyncBatchNorm give the gradients of one ra
   // A projector-like MLP; with plain BatchNorm the two-rank gradients differ (per-rank batch
   // statistics), which is why the paper synchronises BN.
   const int64_t port = test_port(5);
-  for (const bool sync : {true, false}) {
-    INFO("SyncBatchNorm " << sync);
-    const auto codes = run_ranks(2, [&](int rank) {
+  for (const auto& [sync, overlap] : {std::pair{true, true}, {true, false}, {false, true}}) {
+    INFO("SyncBatchNorm " << sync << ", all-reduce during backward " << overlap);
+    const auto codes = run_ranks(2, [&, sync = sync, overlap = overlap](int rank) {
       D::ProcessGroup group(D::DistributedOptions()
                                 .rank(rank)
                                 .world_size(2)
-                                .master_port(port + (sync ? 0 : 1))
+                                .master_port(port + (sync ? 0 : 1) + (overlap ? 0 : 2))
                                 .timeout(std::chrono::seconds(20)));
       auto make = [&](D::ProcessGroup* bn_group) {
         torch::manual_seed(rank == 0 ? 1 : 2);  // different inits: the broadcast must align them
@@ -211,7 +166,8 @@ TEST_CASE("two ranks with batch B and SyncBatchNorm give the gradients of one ra
                                      torch::nn::ReLU(), torch::nn::Linear(5, 4));
       };
       auto model = make(sync ? &group : nullptr);
-      D::DataParallel parallel(*model, group, D::DataParallelOptions().bucket_bytes(64));
+      D::DataParallel parallel(*model, group,
+                               D::DataParallelOptions().bucket_bytes(64).overlap(overlap));
       parallel.broadcast_state();
       auto generator = at::detail::createCPUGenerator(5);
       const auto x = torch::randn({16, 6}, generator);
@@ -221,7 +177,7 @@ TEST_CASE("two ranks with batch B and SyncBatchNorm give the gradients of one ra
           .square()
           .mean()
           .backward();
-      parallel.average_gradients();
+      parallel.synchronize_gradients();
       // One process, the whole batch, from rank 0's initial weights.
       auto reference = make(nullptr);
       {

@@ -3,6 +3,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
+
+#include "simsiam/distributed/process_group.hpp"
+#include "support/ranks.hpp"
+
 namespace {
 
 /// knn_predict of the demos: one-hot labels weighted by exp(sim / t), summed over the top k.
@@ -114,4 +119,33 @@ TEST_CASE("kNN refuses float labels and empty queries", "[knn][errors]") {
       Catch::Contains("expected queries [Q, D] with Q > 0, got [0, 4]"));
   CHECK_THROWS_WITH(simsiam::knn_accuracy(torch::randn({4}), labels, bank, labels, 2),
                     Catch::Contains("expected queries [Q, D] with Q > 0, got [4]"));
+}
+
+TEST_CASE("kNN over two ranks' shards equals kNN over the whole bank", "[eval][knn][distributed]") {
+  // Uneven shards, one smaller than k: each rank's candidates are padded with weight 0.
+  auto generator = at::detail::createCPUGenerator(21);
+  const auto bank = torch::randn({23, 6}, generator);
+  const auto bank_labels = torch::randint(0, 3, {23}, generator, torch::kLong);
+  const auto queries = torch::randn({31, 6}, generator);
+  const auto query_labels = torch::randint(0, 3, {31}, generator, torch::kLong);
+  const auto options = simsiam::KnnOptions().k(7).temperature(0.2).batch_size(5).bank_batch_size(4);
+  const double whole = simsiam::knn_accuracy(queries, query_labels, bank, bank_labels, 3, options);
+  const int64_t port = simsiam::testing::test_port(31);
+  const auto codes = simsiam::testing::run_ranks(2, [&](int rank) {
+    simsiam::distributed::ProcessGroup group(simsiam::distributed::DistributedOptions()
+                                                 .rank(rank)
+                                                 .world_size(2)
+                                                 .master_port(port)
+                                                 .timeout(std::chrono::seconds(30)));
+    const int64_t bank_cut = 19, query_cut = 10;  // rank 1 holds 4 bank rows, fewer than k
+    const auto mine = [&](const torch::Tensor& t, int64_t cut) {
+      return rank == 0 ? t.slice(0, 0, cut) : t.slice(0, cut, t.size(0));
+    };
+    const double shared =
+        simsiam::knn_accuracy(&group, mine(queries, query_cut), mine(query_labels, query_cut),
+                              mine(bank, bank_cut), mine(bank_labels, bank_cut), 3, options);
+    return shared == whole;
+  });
+  CHECK(codes == std::vector<int>{0, 0});
+  CHECK(whole > 0.0);
 }

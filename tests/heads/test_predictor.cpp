@@ -23,7 +23,7 @@ TEST_CASE("default predictor is the official bottleneck", "[heads]") {
 TEST_CASE("predictor output BN ablation adds a non-affine BN", "[heads]") {
   simsiam::Predictor predictor(
       simsiam::PredictorOptions(16).hidden_features(4).output_batch_norm(true));
-  auto bn = predictor->named_modules()["4"]->as<torch::nn::BatchNorm1d>();
+  auto bn = predictor->named_modules()["4"]->as<simsiam::distributed::SyncBatchNorm>();
   REQUIRE(bn != nullptr);
   CHECK_FALSE(bn->options.affine());
   CHECK(predictor->forward(torch::randn({5, 16})).sizes() == torch::IntArrayRef({5, 16}));

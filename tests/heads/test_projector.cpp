@@ -27,7 +27,7 @@ TEST_CASE("default projector is the official 3-layer head", "[heads]") {
                                             {"4.bias", {2048}},
                                             {"6.weight", {2048, 2048}},
                                             {"6.bias", {2048}}}));
-  auto output_bn = projector->named_modules()["7"]->as<torch::nn::BatchNorm1d>();
+  auto output_bn = projector->named_modules()["7"]->as<simsiam::distributed::SyncBatchNorm>();
   REQUIRE(output_bn != nullptr);
   CHECK_FALSE(output_bn->options.affine());
   CHECK(projector->named_buffers().contains("7.running_mean"));

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "simsiam/distributed/sync_batch_norm.hpp"
+
 namespace simsiam {
 
 /// Options of `ConvNet`.
@@ -46,7 +48,7 @@ class ConvNetImpl : public torch::nn::Cloneable<ConvNetImpl> {
       torch::nn::Sequential stage(
           torch::nn::Conv2d(
               torch::nn::Conv2dOptions(in, widths[i], 3).stride(2).padding(1).bias(false)),
-          torch::nn::BatchNorm2d(widths[i]), torch::nn::ReLU(torch::nn::ReLUOptions(true)));
+          distributed::SyncBatchNorm(widths[i]), torch::nn::ReLU(torch::nn::ReLUOptions(true)));
       stages_.push_back(register_module("stage" + std::to_string(i + 1), stage));
       in = widths[i];
     }

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "simsiam/distributed/sync_batch_norm.hpp"
+
 namespace simsiam {
 
 /// Residual block type: BasicBlock (ResNet-18/34) or Bottleneck (ResNet-50 and deeper).
@@ -82,8 +84,9 @@ inline torch::nn::Conv2d resnet_conv(int64_t in, int64_t out, int64_t kernel, in
 inline torch::nn::Sequential register_downsample(torch::nn::Module& block, int64_t in, int64_t out,
                                                  int64_t stride) {
   if (stride == 1 && in == out) return nullptr;
-  return block.register_module("downsample", torch::nn::Sequential(resnet_conv(in, out, 1, stride),
-                                                                   torch::nn::BatchNorm2d(out)));
+  return block.register_module(
+      "downsample",
+      torch::nn::Sequential(resnet_conv(in, out, 1, stride), distributed::SyncBatchNorm(out)));
 }
 
 }  // namespace detail
@@ -101,9 +104,9 @@ class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {
 
   void reset() override {
     conv1 = register_module("conv1", detail::resnet_conv(inplanes_, planes_, 3, stride_));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes_));
+    bn1 = register_module("bn1", distributed::SyncBatchNorm(planes_));
     conv2 = register_module("conv2", detail::resnet_conv(planes_, planes_, 3, 1));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes_));
+    bn2 = register_module("bn2", distributed::SyncBatchNorm(planes_));
     downsample = detail::register_downsample(*this, inplanes_, planes_ * kExpansion, stride_);
   }
 
@@ -116,10 +119,10 @@ class BasicBlockImpl : public torch::nn::Cloneable<BasicBlockImpl> {
   }
 
   /// The BN whose gamma `zero_init_residual` zeroes.
-  torch::nn::BatchNorm2d& last_bn() { return bn2; }
+  distributed::SyncBatchNorm& last_bn() { return bn2; }
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  distributed::SyncBatchNorm bn1{nullptr}, bn2{nullptr};
   torch::nn::Sequential downsample{nullptr};
 
  private:
@@ -140,11 +143,11 @@ class BottleneckImpl : public torch::nn::Cloneable<BottleneckImpl> {
 
   void reset() override {
     conv1 = register_module("conv1", detail::resnet_conv(inplanes_, planes_, 1, 1));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes_));
+    bn1 = register_module("bn1", distributed::SyncBatchNorm(planes_));
     conv2 = register_module("conv2", detail::resnet_conv(planes_, planes_, 3, stride_));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes_));
+    bn2 = register_module("bn2", distributed::SyncBatchNorm(planes_));
     conv3 = register_module("conv3", detail::resnet_conv(planes_, planes_ * kExpansion, 1, 1));
-    bn3 = register_module("bn3", torch::nn::BatchNorm2d(planes_ * kExpansion));
+    bn3 = register_module("bn3", distributed::SyncBatchNorm(planes_ * kExpansion));
     downsample = detail::register_downsample(*this, inplanes_, planes_ * kExpansion, stride_);
   }
 
@@ -156,10 +159,10 @@ class BottleneckImpl : public torch::nn::Cloneable<BottleneckImpl> {
   }
 
   /// The BN whose gamma `zero_init_residual` zeroes.
-  torch::nn::BatchNorm2d& last_bn() { return bn3; }
+  distributed::SyncBatchNorm& last_bn() { return bn3; }
 
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  distributed::SyncBatchNorm bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::Sequential downsample{nullptr};
 
  private:
@@ -188,7 +191,7 @@ class ResNetImpl : public torch::nn::Cloneable<ResNetImpl> {
                                                .stride(2)
                                                .padding(3)
                                                .bias(false)));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(64));
+    bn1 = register_module("bn1", distributed::SyncBatchNorm(64));
     inplanes_ = 64;
     const int64_t widths[] = {64, 128, 256, 512};
     for (int64_t stage = 0; stage < 4; ++stage) {
@@ -231,7 +234,7 @@ class ResNetImpl : public torch::nn::Cloneable<ResNetImpl> {
   ResNetOptions options;
 
   torch::nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  distributed::SyncBatchNorm bn1{nullptr};
   torch::nn::Linear fc{nullptr};
 
   /// Stages layer1..layer4.
@@ -263,7 +266,7 @@ class ResNetImpl : public torch::nn::Cloneable<ResNetImpl> {
     for (auto& module : modules(/*include_self=*/false)) {
       if (auto* conv = module->as<torch::nn::Conv2d>()) {
         torch::nn::init::kaiming_normal_(conv->weight, 0.0, torch::kFanOut, torch::kReLU);
-      } else if (auto* bn = module->as<torch::nn::BatchNorm2d>()) {
+      } else if (auto* bn = module->as<distributed::SyncBatchNorm>()) {
         torch::nn::init::ones_(bn->weight);
         torch::nn::init::zeros_(bn->bias);
       }

@@ -3,8 +3,9 @@
 /// drop-last, sharding as PyTorch's DistributedSampler, bounded prefetch, bad images skipped.
 ///
 /// Worker threads build whole batches (decode, crop, augment), each batch with its own
-/// generator seeded from (seed, epoch, batch index), and `next()` hands them out in order: a
-/// seed gives the same batches whatever the number of workers.
+/// generator seeded from (seed, epoch, batch index, rank), and `next()` hands them out in order:
+/// a seed gives the same batches whatever the number of workers, and each rank of a
+/// data-parallel run draws its own augmentations.
 #pragma once
 
 #include <torch/torch.h>
@@ -84,6 +85,7 @@ struct LoaderOptions {
   bool shuffle = true;
   /// Drop the last incomplete batch (SimSiam's recipe).
   bool drop_last = true;
+  /// This process's shard of each epoch (DistributedSampler's rank and num_replicas).
   int64_t rank = 0, world_size = 1;
   /// Copy batches to pinned memory when CUDA is available (for non-blocking copies).
   bool pin_memory = true;
@@ -256,8 +258,9 @@ class Loader {
  private:
   /// Builds batch `b` with its own generator; reports and counts bad images.
   TwoViewBatch build(int64_t b) {
-    auto generator = at::detail::createCPUGenerator(augment::detail::mix_seed(
-        options_.seed ^ (static_cast<uint64_t>(epoch_) << 32), static_cast<uint64_t>(b)));
+    auto generator = at::detail::createCPUGenerator(
+        augment::detail::mix_seed(options_.seed ^ (static_cast<uint64_t>(epoch_) << 32),
+                                  static_cast<uint64_t>(b * options_.world_size + options_.rank)));
     std::vector<BadImage> bad;
     auto batch = source_(batches_[static_cast<size_t>(b)], generator, bad);
     if (!bad.empty()) {

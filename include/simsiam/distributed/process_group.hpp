@@ -1,15 +1,22 @@
 /// @file
-/// @brief A c10d process group (Gloo on CPU) set up from torchrun's environment variables with a
-/// TCPStore, or from a shared-file FileStore, with timeouts and errors that name the rank and
-/// the address.
-/// Gloo only so far: NCCL, the trainer integration and a launcher are still to come
-/// (docs/distributed.md). Needs Gloo's headers (Debian: libgloo-dev), as LibTorch's c10d does.
+/// @brief A c10d process group set up from torchrun's environment variables with a TCPStore,
+/// or from a shared-file FileStore, with timeouts and errors that name the rank and the address.
+/// Gloo on CPU; NCCL for CUDA tensors when LibTorch was built with it (USE_C10D_NCCL).
+/// Needs Gloo's headers (Debian: libgloo-dev), as LibTorch's c10d does.
 #pragma once
 
 #include <torch/torch.h>
+#include <torch/version.h>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if defined(USE_C10D_NCCL) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
+#include <c10/cuda/CUDAFunctions.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#define SIMSIAM_HAS_NCCL 1
+#else
+#define SIMSIAM_HAS_NCCL 0
+#endif
 
 #include <chrono>
 #include <cstdint>
@@ -18,7 +25,22 @@
 #include <utility>
 #include <vector>
 
+#include "simsiam/distributed/communicator.hpp"
+
 namespace simsiam::distributed {
+
+namespace detail {
+// LibTorch 2.x splits c10d's ProcessGroup into a front and backends (Gloo, NCCL) that derive
+// from c10d::Backend; in 1.x the backends derive from c10d::ProcessGroup itself.
+#if TORCH_VERSION_MAJOR >= 2
+using C10dBackend = c10d::Backend;
+#else
+using C10dBackend = c10d::ProcessGroup;
+#endif
+}  // namespace detail
+
+/// Whether this build can use NCCL (a CUDA LibTorch built with it).
+inline constexpr bool kHasNccl = SIMSIAM_HAS_NCCL != 0;
 
 /// Where and how the processes of a run meet.
 struct DistributedOptions {
@@ -34,6 +56,10 @@ struct DistributedOptions {
   TORCH_ARG(std::string, file_store) = "";
   /// How long to wait for the other processes, when joining and in every collective.
   TORCH_ARG(std::chrono::milliseconds, timeout) = std::chrono::minutes(30);
+  /// "gloo", "nccl", or "auto": NCCL when `device` is a GPU and this build has NCCL, else Gloo.
+  TORCH_ARG(std::string, backend) = "auto";
+  /// Where the tensors of the collectives live (auto backend; NCCL's GPU is this device).
+  TORCH_ARG(torch::Device, device) = torch::kCPU;
 
  public:
   /// The variables torchrun sets: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT.
@@ -60,6 +86,19 @@ struct DistributedOptions {
     TORCH_CHECK(!master_addr().empty() || !file_store().empty(), kWhere,
                 ": expected MASTER_ADDR or a file store");
     TORCH_CHECK(timeout().count() > 0, kWhere, ": expected a positive timeout");
+    TORCH_CHECK(backend() == "auto" || backend() == "gloo" || backend() == "nccl", kWhere,
+                ": expected backend 'auto', 'gloo' or 'nccl', got '", backend(), "'");
+    TORCH_CHECK(backend() != "nccl" || kHasNccl, kWhere,
+                ": backend 'nccl' needs a LibTorch built with NCCL (USE_C10D_NCCL); this build "
+                "has Gloo only");
+    TORCH_CHECK(backend() != "nccl" || device().is_cuda(), kWhere,
+                ": backend 'nccl' needs a CUDA device, got ", device());
+  }
+
+  /// The backend `auto` resolves to.
+  std::string resolved_backend() const {
+    if (backend() != "auto") return backend();
+    return kHasNccl && device().is_cuda() ? "nccl" : "gloo";
   }
 
  private:
@@ -74,11 +113,13 @@ struct DistributedOptions {
   }
 };
 
-/// The processes of one run, joined through a store into a Gloo process group.
-class ProcessGroup {
+/// The processes of one run, joined through a store into a Gloo or NCCL process group.
+/// With NCCL, CPU tensors given to a collective travel through the GPU and back.
+class ProcessGroup final : public Communicator {
  public:
   explicit ProcessGroup(DistributedOptions options) : options_(std::move(options)) {
     options_.check();
+    backend_ = options_.resolved_backend();
     const std::string where =
         options_.file_store().empty()
             ? options_.master_addr() + ":" + std::to_string(options_.master_port())
@@ -96,32 +137,49 @@ class ProcessGroup {
                                                       static_cast<int>(options_.world_size()));
         store_->setTimeout(options_.timeout());
       }
-      auto gloo = c10d::ProcessGroupGloo::Options::create();
-      gloo->timeout = options_.timeout();
-      gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(
-          options_.file_store().empty() ? options_.master_addr() : "127.0.0.1"));
-      group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(
-          store_, static_cast<int>(options_.rank()), static_cast<int>(options_.world_size()), gloo);
+      if (backend_ == "nccl") {
+        create_nccl();
+      } else {
+        auto gloo = c10d::ProcessGroupGloo::Options::create();
+        gloo->timeout = options_.timeout();
+        gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(
+            options_.file_store().empty() ? options_.master_addr() : "127.0.0.1"));
+        group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(
+            store_, static_cast<int>(options_.rank()), static_cast<int>(options_.world_size()),
+            gloo);
+      }
     } catch (const std::exception& e) {
       TORCH_CHECK(false, "simsiam::distributed: rank ", options_.rank(), " of ",
-                  options_.world_size(), " could not join the process group at ", where, " within ",
-                  options_.timeout().count(),
+                  options_.world_size(), " could not join the ", backend_, " process group at ",
+                  where, " within ", options_.timeout().count(),
                   " ms (a peer that died or never started?): ", first_line(e.what()));
     }
   }
 
-  int64_t rank() const { return options_.rank(); }
-  int64_t world_size() const { return options_.world_size(); }
+  int64_t rank() const override { return options_.rank(); }
+  int64_t world_size() const override { return options_.world_size(); }
   const DistributedOptions& options() const { return options_; }
+  /// "gloo" or "nccl".
+  const std::string& backend() const { return backend_; }
 
-  /// Sums `tensors` in place over all ranks, as one flattened buffer per dtype and device when
-  /// there are several (c10d reads a list as one tensor's copies on several devices).
-  void all_reduce_sum(std::vector<torch::Tensor>& tensors) {
+  /// Sums `tensors` in place over all ranks, as one flattened buffer per call when there are
+  /// several (c10d reads a list as one tensor's copies on several devices).
+  void all_reduce_sum(std::vector<torch::Tensor>& tensors) override {
     collective("all_reduce", tensors,
                [&](std::vector<torch::Tensor>& one) { group_->allreduce(one)->wait(); });
   }
+  PendingWork all_reduce_sum_async(torch::Tensor tensor) override {
+    TORCH_CHECK(tensor.defined() && tensor.is_contiguous() && tensor.device() == device_for(tensor),
+                "simsiam::distributed: all_reduce_sum_async expects a contiguous tensor on ",
+                backend_ == "nccl" ? "the GPU" : "any device", ", got ",
+                simsiam::detail::shape_string(tensor));
+    std::vector<torch::Tensor> one{std::move(tensor)};
+    c10::intrusive_ptr<c10d::Work> work;
+    run("all_reduce", [&] { work = group_->allreduce(one); });
+    return PendingWork([this, work, one] { run("all_reduce", [&] { work->wait(); }); });
+  }
   /// Rank `root`'s `tensors` copied to every rank, in place.
-  void broadcast(std::vector<torch::Tensor>& tensors, int64_t root = 0) {
+  void broadcast(std::vector<torch::Tensor>& tensors, int64_t root = 0) override {
     c10d::BroadcastOptions broadcast_options;
     broadcast_options.rootRank = root;
     collective("broadcast", tensors, [&](std::vector<torch::Tensor>& one) {
@@ -129,34 +187,59 @@ class ProcessGroup {
     });
   }
   /// Waits until every rank reached this point.
-  void barrier() {
+  void barrier() override {
     run("barrier", [&] { group_->barrier()->wait(); });
   }
 
-  /// The underlying c10d group, for collectives not wrapped here.
-  const c10::intrusive_ptr<c10d::ProcessGroupGloo>& c10d_group() const { return group_; }
+  /// The underlying c10d backend, for collectives not wrapped here.
+  const c10::intrusive_ptr<detail::C10dBackend>& c10d_group() const { return group_; }
 
  private:
   static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+  void create_nccl() {
+#if SIMSIAM_HAS_NCCL
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(
+        options_.device().has_index() ? options_.device().index() : options_.local_rank()));
+    auto nccl = c10d::ProcessGroupNCCL::Options::create();
+    nccl->timeout = options_.timeout();
+    group_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+        store_, static_cast<int>(options_.rank()), static_cast<int>(options_.world_size()), nccl);
+#else
+    TORCH_CHECK(false, "simsiam::distributed: this build has no NCCL");
+#endif
+  }
+
+  /// The device a collective's buffer must live on: the GPU for NCCL, the tensor's own for Gloo.
+  torch::Device device_for(const torch::Tensor& t) const {
+    if (backend_ != "nccl") return t.device();
+    return options_.device().has_index()
+               ? options_.device()
+               : torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(options_.local_rank()));
+  }
 
   /// Runs `op` on each tensor alone, or on one flattened buffer of several, copied back.
   template <class Op>
   void collective(const char* what, std::vector<torch::Tensor>& tensors, Op&& op) {
     if (tensors.empty()) return;
-    if (tensors.size() == 1 && tensors[0].is_contiguous()) {
+    if (tensors.size() == 1 && tensors[0].is_contiguous() &&
+        tensors[0].device() == device_for(tensors[0])) {
       run(what, [&] { op(tensors); });
       return;
     }
     for (const auto& t : tensors) {
       TORCH_CHECK(t.scalar_type() == tensors[0].scalar_type() && t.device() == tensors[0].device(),
                   "simsiam::distributed: ", what, " expects tensors of one dtype and device, got ",
-                  tensors[0].scalar_type(), " and ", t.scalar_type());
+                  tensors[0].scalar_type(), " on ", tensors[0].device(), " and ", t.scalar_type(),
+                  " on ", t.device());
     }
     std::vector<torch::Tensor> flat{torch::cat([&] {
-      std::vector<torch::Tensor> views;
-      for (const auto& t : tensors) views.push_back(t.reshape({-1}));
-      return views;
-    }())};
+                                      std::vector<torch::Tensor> views;
+                                      for (const auto& t : tensors)
+                                        views.push_back(t.reshape({-1}));
+                                      return views;
+                                    }())
+                                        .to(device_for(tensors[0]))};
     run(what, [&] { op(flat); });
     int64_t offset = 0;
     for (auto& t : tensors) {
@@ -166,7 +249,7 @@ class ProcessGroup {
   }
 
   template <class Fn>
-  void run(const char* what, Fn&& fn) {
+  void run(const char* what, Fn&& fn) const {
     try {
       fn();
     } catch (const std::exception& e) {
@@ -177,8 +260,9 @@ class ProcessGroup {
   }
 
   DistributedOptions options_;
+  std::string backend_;
   c10::intrusive_ptr<c10d::Store> store_;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  c10::intrusive_ptr<detail::C10dBackend> group_;
 };
 
 }  // namespace simsiam::distributed

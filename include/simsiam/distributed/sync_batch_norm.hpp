@@ -1,17 +1,22 @@
 /// @file
-/// @brief SyncBatchNorm on any device: batch statistics over all ranks of a `ProcessGroup`,
+/// @brief SyncBatchNorm on any device: batch statistics over all ranks of a `Communicator`,
 /// differentiable (all-reduce in forward and in backward), running statistics updated with the
 /// global unbiased variance, as torch.nn.SyncBatchNorm (whose fused kernels are CUDA-only).
-/// Not yet used by the library's backbones and heads, whose BatchNorms are plain LibTorch modules
-/// (docs/distributed.md says why a PyTorch-style convert_sync_batchnorm does not work there).
+///
+/// The library's backbones and heads are built with this module: without a communicator it is
+/// torch::nn::BatchNorm (same names, same call), and `convert_sync_batchnorm(model, group)`
+/// attaches the group to all of them. LibTorch cannot swap a child module the way PyTorch's
+/// convert_sync_batchnorm does (`Sequential` keeps its own list, and parents keep holders), so
+/// the switch happens inside the module.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
-#include "simsiam/distributed/process_group.hpp"
+#include "simsiam/distributed/communicator.hpp"
 
 namespace simsiam::distributed {
 
@@ -32,14 +37,14 @@ inline torch::Tensor per_channel(const torch::Tensor& v, const torch::Tensor& x)
 }
 
 /// The forward and backward of torch/nn/modules/_functions.py's SyncBatchNorm, with sums in
-/// place of the fused CUDA kernels.
+/// place of the fused CUDA kernels. An empty (numel 0) weight or running_mean means none.
 struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
                                                 torch::Tensor x, torch::Tensor weight,
                                                 torch::Tensor bias, torch::Tensor running_mean,
                                                 torch::Tensor running_var, double eps,
                                                 double momentum, int64_t group_address) {
-    auto* group = reinterpret_cast<ProcessGroup*>(group_address);
+    auto* group = reinterpret_cast<Communicator*>(group_address);
     const auto dims = reduce_dims(x);
     const int64_t channels = x.size(1);
     const auto stats_dtype = torch::promote_types(x.scalar_type(), torch::kFloat);
@@ -59,14 +64,14 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     const auto invstd = (var + eps).rsqrt();
     {
       torch::NoGradGuard no_grad;
-      if (running_mean.defined()) {
+      if (running_mean.numel() > 0) {
         running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype()), momentum);
         running_var.mul_(1 - momentum)
             .add_((var * (count / (count - 1))).to(running_var.dtype()), momentum);
       }
     }
     auto y = (xs - per_channel(mean, x)) * per_channel(invstd, x);
-    if (weight.defined()) y = y * per_channel(weight, x) + per_channel(bias, x);
+    if (weight.numel() > 0) y = y * per_channel(weight, x) + per_channel(bias, x);
     ctx->save_for_backward({x, weight, mean, invstd});
     ctx->saved_data["count"] = count;
     ctx->saved_data["group"] = group_address;
@@ -81,7 +86,7 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     const auto& mean = saved[2];
     const auto& invstd = saved[3];
     const double count = ctx->saved_data["count"].toDouble();
-    auto* group = reinterpret_cast<ProcessGroup*>(ctx->saved_data["group"].toInt());
+    auto* group = reinterpret_cast<Communicator*>(ctx->saved_data["group"].toInt());
     const auto dims = reduce_dims(x);
     const int64_t channels = x.size(1);
     const auto dy = grad_outputs[0].to(mean.scalar_type());
@@ -90,7 +95,7 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     const auto sum_dy_xmu = (dy * xmu).sum(dims);
     // Parameter gradients stay local: data parallelism averages them like any other gradient.
     torch::Tensor grad_weight, grad_bias;
-    if (weight.defined()) {
+    if (weight.numel() > 0) {
       grad_weight = (sum_dy_xmu * invstd).to(weight.scalar_type());
       grad_bias = sum_dy.to(weight.scalar_type());
     }
@@ -99,7 +104,7 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     const auto global_sum_dy = packed[0].slice(0, 0, channels);
     const auto global_sum_dy_xmu = packed[0].slice(0, channels, 2 * channels);
     auto scale = invstd;
-    if (weight.defined()) scale = scale * weight.to(invstd.scalar_type());
+    if (weight.numel() > 0) scale = scale * weight.to(invstd.scalar_type());
     const auto grad_input = (dy - per_channel(global_sum_dy / count, x) -
                              xmu * per_channel(invstd.square() * global_sum_dy_xmu / count, x)) *
                             per_channel(scale, x);
@@ -131,7 +136,7 @@ struct SyncBatchNormOptions {
 /// torch::nn::BatchNorm's names, so state dicts are interchangeable.
 class SyncBatchNormImpl : public torch::nn::Cloneable<SyncBatchNormImpl> {
  public:
-  explicit SyncBatchNormImpl(SyncBatchNormOptions options, ProcessGroup* group = nullptr)
+  explicit SyncBatchNormImpl(SyncBatchNormOptions options, Communicator* group = nullptr)
       : options(options), group(group) {
     reset();
   }
@@ -160,16 +165,56 @@ class SyncBatchNormImpl : public torch::nn::Cloneable<SyncBatchNormImpl> {
       return torch::batch_norm(x, weight, bias, running_mean, running_var, use_batch_stats,
                                options.momentum(), options.eps(), /*cudnn_enabled=*/true);
     }
-    return detail::SyncBatchNormFunction::apply(x, weight, bias, running_mean, running_var,
-                                                options.eps(), options.momentum(),
-                                                reinterpret_cast<int64_t>(group))[0];
+    // LibTorch 1.13's custom functions cannot take undefined tensors: absent ones are empty.
+    const auto or_empty = [&](const torch::Tensor& t) {
+      return t.defined() ? t : torch::empty({0}, x.options());
+    };
+    return detail::SyncBatchNormFunction::apply(
+        x, or_empty(weight), or_empty(bias), or_empty(running_mean), or_empty(running_var),
+        options.eps(), options.momentum(), reinterpret_cast<int64_t>(group))[0];
+  }
+
+  void pretty_print(std::ostream& stream) const override {
+    stream << "simsiam::distributed::SyncBatchNorm(" << options.num_features()
+           << ", eps=" << options.eps() << ", momentum=" << options.momentum()
+           << ", affine=" << (options.affine() ? "true" : "false")
+           << ", track_running_stats=" << (options.track_running_stats() ? "true" : "false")
+           << ", world_size=" << world_size(group) << ")";
   }
 
   SyncBatchNormOptions options;
-  /// The ranks whose statistics are combined; not owned.
-  ProcessGroup* group = nullptr;
+  /// The ranks whose statistics are combined (none: this process's batch alone); not owned.
+  Communicator* group = nullptr;
   torch::Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 };
 TORCH_MODULE(SyncBatchNorm);
+
+/// Synchronises the batch statistics of every `SyncBatchNorm` in `module` over `group` (null:
+/// back to per-process statistics), as torch.nn.SyncBatchNorm.convert_sync_batchnorm; returns
+/// how many it switched. LibTorch's own BatchNorm modules cannot be switched in place, so one
+/// found in `module` is an error that names it: per-rank statistics are what SyncBN exists to
+/// avoid (build such layers with `SyncBatchNorm`, which is BatchNorm until switched).
+inline int64_t convert_sync_batchnorm(torch::nn::Module& module, Communicator* group) {
+  int64_t converted = 0;
+  std::string stock;
+  for (const auto& item : module.named_modules("", /*include_self=*/true)) {
+    auto& child = *item.value();
+    if (auto* sync = child.as<SyncBatchNormImpl>()) {
+      sync->group = group;
+      ++converted;
+    } else if (child.as<torch::nn::BatchNorm1dImpl>() || child.as<torch::nn::BatchNorm2dImpl>() ||
+               child.as<torch::nn::BatchNorm3dImpl>()) {
+      stock +=
+          (stock.empty() ? "'" : ", '") + (item.key().empty() ? child.name() : item.key()) + "'";
+    }
+  }
+  TORCH_CHECK(group == nullptr || stock.empty(),
+              "simsiam::distributed::convert_sync_batchnorm: expected simsiam::distributed::"
+              "SyncBatchNorm layers, found torch::nn::BatchNorm at ",
+              stock,
+              "; LibTorch cannot replace a module in place, so build these layers with "
+              "SyncBatchNorm (plain BatchNorm until a group is attached)");
+  return converted;
+}
 
 }  // namespace simsiam::distributed

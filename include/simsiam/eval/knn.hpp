@@ -9,9 +9,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "simsiam/detail/check.hpp"
+#include "simsiam/distributed/communicator.hpp"
 
 namespace simsiam {
 
@@ -62,17 +64,11 @@ inline void check_knn_inputs(const torch::Tensor& queries, const torch::Tensor& 
               "), got values in [", low, ", ", high, "]");
 }
 
-}  // namespace detail
-
-/// Class scores [Q, num_classes] of each query: the sum of exp(sim / t) over its k nearest
-/// bank entries of that class. Features are l2-normalised here; `k` is capped at the bank size.
-/// Scores are in the bank's dtype, but at least float32: with half-precision features a single
-/// class's sum of exp(1 / 0.1) = 22026 weights would overflow float16's 65504 after three votes.
-inline torch::Tensor knn_scores(const torch::Tensor& queries, const torch::Tensor& bank,
-                                const torch::Tensor& bank_labels, int64_t num_classes,
-                                const KnnOptions& options = {}) {
-  detail::check_knn_inputs(queries, bank, bank_labels, num_classes, options);
-  torch::NoGradGuard no_grad;
+/// The k most similar bank rows of each query, query batch by query batch:
+/// `visit(start, end, similarity [b, k'], labels [b, k'])` with k' = min(k, bank rows).
+template <class Visit>
+void knn_neighbours(const torch::Tensor& queries, const torch::Tensor& bank,
+                    const torch::Tensor& bank_labels, const KnnOptions& options, Visit&& visit) {
   namespace F = torch::nn::functional;
   const auto normalize = F::NormalizeFuncOptions().dim(1);
   const auto dtype = torch::promote_types(bank.scalar_type(), torch::kFloat);
@@ -89,7 +85,6 @@ inline torch::Tensor knn_scores(const torch::Tensor& queries, const torch::Tenso
                         .norm(2, /*dim=*/1));
   }
   const auto bank_inv_norm = torch::cat(norms).clamp_min(1e-12).reciprocal();
-  auto scores = torch::zeros({queries.size(0), num_classes}, feature_options);
   for (int64_t start = 0; start < queries.size(0); start += options.batch_size()) {
     const int64_t end = std::min(start + options.batch_size(), queries.size(0));
     const auto query = F::normalize(queries.slice(0, start, end).to(feature_options), normalize);
@@ -113,10 +108,30 @@ inline torch::Tensor knn_scores(const torch::Tensor& queries, const torch::Tenso
         best_index = index;
       }
     }
-    const auto neighbour_labels = labels.index_select(0, best_index.flatten()).view_as(best_index);
-    scores.slice(0, start, end)
-        .scatter_add_(1, neighbour_labels, (best_similarity / options.temperature()).exp());
+    visit(start, end, best_similarity,
+          labels.index_select(0, best_index.flatten()).view_as(best_index));
   }
+}
+
+}  // namespace detail
+
+/// Class scores [Q, num_classes] of each query: the sum of exp(sim / t) over its k nearest
+/// bank entries of that class. Features are l2-normalised here; `k` is capped at the bank size.
+/// Scores are in the bank's dtype, but at least float32: with half-precision features a single
+/// class's sum of exp(1 / 0.1) = 22026 weights would overflow float16's 65504 after three votes.
+inline torch::Tensor knn_scores(const torch::Tensor& queries, const torch::Tensor& bank,
+                                const torch::Tensor& bank_labels, int64_t num_classes,
+                                const KnnOptions& options = {}) {
+  detail::check_knn_inputs(queries, bank, bank_labels, num_classes, options);
+  torch::NoGradGuard no_grad;
+  const auto dtype = torch::promote_types(bank.scalar_type(), torch::kFloat);
+  auto scores = torch::zeros({queries.size(0), num_classes}, bank.options().dtype(dtype));
+  detail::knn_neighbours(queries, bank, bank_labels, options,
+                         [&](int64_t start, int64_t end, const torch::Tensor& similarity,
+                             const torch::Tensor& labels) {
+                           scores.slice(0, start, end)
+                               .scatter_add_(1, labels, (similarity / options.temperature()).exp());
+                         });
   return scores;
 }
 
@@ -133,6 +148,67 @@ inline double knn_accuracy(const torch::Tensor& queries, const torch::Tensor& qu
       detail::shape_string(query_labels));
   const auto predicted = knn_scores(queries, bank, bank_labels, num_classes, options).argmax(1);
   return predicted.eq(query_labels.to(predicted.device()).to(torch::kLong))
+      .to(torch::kDouble)
+      .mean()
+      .item<double>();
+}
+
+/// Top-1 accuracy in [0, 1] of the weighted kNN classifier when each rank holds a shard of
+/// the queries and of the bank: the queries are gathered, each rank finds their k nearest rows
+/// in its own bank shard, and the candidates of all ranks are merged, so the result is that of
+/// `knn_accuracy` on the whole bank (up to ties) while no rank holds the whole bank. Every rank
+/// gets the same value. A shard may be empty on some ranks.
+inline double knn_accuracy(distributed::Communicator* communicator, const torch::Tensor& queries,
+                           const torch::Tensor& query_labels, const torch::Tensor& bank,
+                           const torch::Tensor& bank_labels, int64_t num_classes,
+                           const KnnOptions& options = {}) {
+  if (distributed::world_size(communicator) == 1) {
+    return knn_accuracy(queries, query_labels, bank, bank_labels, num_classes, options);
+  }
+  constexpr const char* kWhere = "simsiam::knn_accuracy (distributed)";
+  TORCH_CHECK(queries.defined() && bank.defined() && queries.dim() == 2 && bank.dim() == 2 &&
+                  queries.size(1) == bank.size(1),
+              kWhere, ": expected queries [Q, D] and bank [N, D] with one D, got queries ",
+              detail::shape_string(queries), " and bank ", detail::shape_string(bank));
+  TORCH_CHECK(query_labels.defined() && query_labels.dim() == 1 &&
+                  query_labels.size(0) == queries.size(0) && bank_labels.defined() &&
+                  bank_labels.dim() == 1 && bank_labels.size(0) == bank.size(0),
+              kWhere, ": expected one label per query and per bank row, got query_labels ",
+              detail::shape_string(query_labels), " and bank_labels ",
+              detail::shape_string(bank_labels));
+  torch::NoGradGuard no_grad;
+  const auto dtype = torch::promote_types(bank.scalar_type(), torch::kFloat);
+  const auto all_queries = distributed::gather_rows(communicator, queries.to(dtype));
+  const auto all_labels =
+      distributed::gather_rows(communicator, query_labels.to(queries.device(), torch::kLong));
+  const int64_t q = all_queries.size(0);
+  TORCH_CHECK(q > 0, kWhere, ": expected at least one query over all ranks");
+  // This rank's k candidates per query; -inf (weight 0) where its shard has fewer than k rows.
+  auto similarity = torch::full({q, options.k()}, -std::numeric_limits<double>::infinity(),
+                                bank.options().dtype(dtype));
+  auto labels = torch::zeros({q, options.k()}, bank.options().dtype(torch::kLong));
+  if (bank.size(0) > 0) {
+    detail::check_knn_inputs(all_queries, bank, bank_labels, num_classes, options);
+    detail::knn_neighbours(
+        all_queries, bank, bank_labels, options,
+        [&](int64_t start, int64_t end, const torch::Tensor& s, const torch::Tensor& l) {
+          similarity.slice(0, start, end).slice(1, 0, s.size(1)).copy_(s);
+          labels.slice(0, start, end).slice(1, 0, l.size(1)).copy_(l);
+        });
+  }
+  const int64_t world = communicator->world_size();
+  // [W * Q, k] in rank order -> [Q, W * k] -> the k best of all ranks.
+  const auto all_similarity =
+      distributed::gather_rows(communicator, similarity).view({world, q, options.k()});
+  const auto all_candidates =
+      distributed::gather_rows(communicator, labels).view({world, q, options.k()});
+  const auto merged_similarity = all_similarity.permute({1, 0, 2}).reshape({q, -1});
+  const auto merged_labels = all_candidates.permute({1, 0, 2}).reshape({q, -1});
+  auto [top, position] = merged_similarity.topk(options.k(), 1);
+  auto scores = torch::zeros({q, num_classes}, top.options());
+  scores.scatter_add_(1, merged_labels.gather(1, position), (top / options.temperature()).exp());
+  return scores.argmax(1)
+      .eq(all_labels.to(scores.device()))
       .to(torch::kDouble)
       .mean()
       .item<double>();

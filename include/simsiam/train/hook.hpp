@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "simsiam/distributed/communicator.hpp"
 #include "simsiam/eval/features.hpp"
 
 namespace simsiam {
@@ -23,12 +24,12 @@ struct TrainState {
   int64_t steps_per_epoch = 0;  ///< as the loader reports it
   int64_t global_step = 0;      ///< optimiser steps done in the whole run
 
-  double loss = 0.0;                ///< the last step's loss
-  int64_t batch_size = 0;           ///< images in the last batch
+  double loss = 0.0;                ///< the last step's loss (mean over the ranks)
+  int64_t batch_size = 0;           ///< images in the last batch, over all ranks
   torch::Tensor z1, z2;             ///< the last step's (detached) projections
   std::vector<double> lrs;          ///< lr of each parameter group
   double epoch_loss = 0.0;          ///< mean loss of the epoch so far
-  double images_per_second = 0.0;   ///< this epoch so far
+  double images_per_second = 0.0;   ///< this epoch so far, over all ranks
   double data_wait_fraction = 0.0;  ///< of this epoch's time spent waiting for the loader
   double seconds = 0.0;             ///< since the run (or the resumed part) started
 
@@ -45,6 +46,9 @@ struct TrainState {
   /// The model, for `eval()`/`train()`, and its feature function (backbone output).
   torch::nn::Module* model = nullptr;
   FeatureFunction features;
+  /// The ranks of a data-parallel run, or null for one process. Hooks on every rank are called
+  /// at the same points, so a hook may run collectives (`KnnMonitor` does).
+  distributed::Communicator* communicator = nullptr;
 };
 
 /// Called by `Trainer::fit` in this order: `on_train_begin`, then per epoch `on_epoch_begin`,

@@ -130,20 +130,30 @@ class KnnMonitor : public Hook {
     if ((state.epoch + 1) % options.every() != 0 && state.epoch + 1 != state.epochs) return;
     TORCH_CHECK(state.model != nullptr && state.features,
                 "simsiam::KnnMonitor: the trainer gave no model to evaluate");
-    last_ = evaluate(*state.model, state.features, state.device);
+    last_ = evaluate(*state.model, state.features, state.device, state.communicator);
     state.epoch_metrics["knn_top1"] = last_;
   }
 
-  /// kNN top-1 in [0, 1] of the given network now.
-  double evaluate(torch::nn::Module& module, const FeatureFunction& features,
-                  torch::Device device) const {
+  /// kNN top-1 in [0, 1] of the given network now. With several ranks each one embeds every
+  /// world_size-th bank and query image (starting at its rank) and the ranks score the whole
+  /// query set together (`knn_accuracy` with a communicator): all ranks get the same value.
+  double evaluate(torch::nn::Module& module, const FeatureFunction& features, torch::Device device,
+                  distributed::Communicator* communicator = nullptr) const {
     const auto feature_options = FeatureOptions()
                                      .batch_size(options.batch_size())
                                      .device(device)
                                      .transform(options.transform());
-    const auto bank = extract_features(module, features, bank_images_, feature_options);
-    const auto queries = extract_features(module, features, query_images_, feature_options);
-    return knn_accuracy(queries, query_labels_, bank, bank_labels_, num_classes_, options.knn());
+    const int64_t world = distributed::world_size(communicator);
+    const auto shard = [&](const torch::Tensor& rows) {
+      if (world == 1) return rows;
+      return rows.index_select(
+          0, torch::arange(distributed::rank(communicator), rows.size(0), world,
+                           torch::TensorOptions().dtype(torch::kLong).device(rows.device())));
+    };
+    const auto bank = extract_features(module, features, shard(bank_images_), feature_options);
+    const auto queries = extract_features(module, features, shard(query_images_), feature_options);
+    return knn_accuracy(communicator, queries, shard(query_labels_), bank, shard(bank_labels_),
+                        num_classes_, options.knn());
   }
 
   /// The last accuracy measured, or -1.

@@ -19,6 +19,9 @@
 #include <utility>
 #include <vector>
 
+#include "simsiam/distributed/communicator.hpp"
+#include "simsiam/distributed/data_parallel.hpp"
+#include "simsiam/distributed/sync_batch_norm.hpp"
 #include "simsiam/loss/symmetric_loss.hpp"
 #include "simsiam/optim/cosine_schedule.hpp"
 #include "simsiam/train/amp.hpp"
@@ -28,6 +31,9 @@
 #include "simsiam/train/monitors.hpp"
 
 namespace simsiam {
+
+/// A non-owning pointer to the ranks of a run (an alias, as TORCH_ARG needs one type token).
+using CommunicatorPtr = distributed::Communicator*;
 
 /// Options of `Trainer`.
 struct TrainerOptions {
@@ -60,6 +66,13 @@ struct TrainerOptions {
   TORCH_ARG(CollapseMonitorOptions, collapse) = {};
   TORCH_ARG(ProgressBarOptions, progress) = {};
   TORCH_ARG(MetricsLogOptions, metrics) = {};
+  /// Data parallelism: the ranks of the run (e.g. a `distributed::ProcessGroup`), or null for
+  /// one process. Each rank needs its own shard of the data (LoaderOptions::rank, world_size).
+  TORCH_ARG(CommunicatorPtr, communicator) = nullptr;
+  /// With several ranks: batch statistics of every `SyncBatchNorm` over all ranks (the paper's
+  /// SyncBN; `convert_sync_batchnorm`).
+  TORCH_ARG(bool, sync_batch_norm) = true;
+  TORCH_ARG(distributed::DataParallelOptions, data_parallel) = {};
 };
 
 /// What `Trainer::fit` returns.
@@ -107,6 +120,13 @@ inline std::string checkpoint_name(int64_t epoch) {
 /// step, schedule steps), the RNG states, the gradient scaler and `options.config`; they are
 /// written atomically. `resume` continues at the next epoch, and on CPU gives bit-identical
 /// weights to a run that was never interrupted (same threads, same loader seed).
+///
+/// With `options.communicator` on N ranks (one process each, every rank calling `fit`): rank 0's
+/// weights go to all ranks, BatchNorm is synchronised, gradients are averaged during backward,
+/// the loss is the mean over the ranks (so a non-finite loss stops every rank with the same
+/// error), a hook that stops the run on one rank stops it on all, and only rank 0 writes files
+/// (checkpoints, metrics, plot, progress bar). Every rank must run the same number of batches
+/// per epoch (checked).
 template <class Model, class Loader, class Optimizer = torch::optim::SGD,
           class Loss = SymmetricLoss<>>
 class Trainer {
@@ -157,12 +177,33 @@ class Trainer {
     if constexpr (detail::has_features<Model>::value) {
       state.features = [this](const torch::Tensor& x) { return model_->features(x); };
     }
-    if (!options.run_dir().empty()) std::filesystem::create_directories(options.run_dir());
+    state.communicator = options.communicator();
+    if (!options.run_dir().empty() && is_main_rank()) {
+      std::filesystem::create_directories(options.run_dir());
+    }
     model_->to(options.device());
     if (options.channels_last()) to_channels_last();
     model_->train();
     check_schedule();
     if (!options.resume().empty()) resume(state);
+    std::unique_ptr<distributed::DataParallel> parallel;
+    const bool attach_sync_bn = world_size() > 1 && options.sync_batch_norm();
+    if (world_size() > 1) {
+      if (attach_sync_bn) distributed::convert_sync_batchnorm(*model_, options.communicator());
+      parallel = std::make_unique<distributed::DataParallel>(*model_, *options.communicator(),
+                                                             options.data_parallel());
+      parallel->broadcast_state();
+    }
+    parallel_ = parallel.get();
+    // After fit, the model no longer refers to the ranks: its BatchNorms are per-process again.
+    struct Detach {
+      Trainer& trainer;
+      bool sync_bn;
+      ~Detach() {
+        trainer.parallel_ = nullptr;
+        if (sync_bn) distributed::convert_sync_batchnorm(*trainer.model_, nullptr);
+      }
+    } detach{*this, attach_sync_bn};
 
     TrainResult result;
     try {
@@ -201,6 +242,23 @@ class Trainer {
   TrainerOptions options;
 
  private:
+  int64_t world_size() const { return distributed::world_size(options.communicator()); }
+  bool is_main_rank() const { return distributed::rank(options.communicator()) == 0; }
+
+  /// Every rank must run the same number of steps, or the collectives of the longer ones would
+  /// wait for ever (until the timeout).
+  void check_equal_batches(int64_t epoch, int64_t batches) const {
+    if (world_size() == 1) return;
+    const auto all =
+        distributed::gather_rows(options.communicator(), torch::full({1}, batches, torch::kLong));
+    for (int64_t r = 0; r < world_size(); ++r) {
+      TORCH_CHECK(all[r].template item<int64_t>() == batches, "simsiam::Trainer: rank ",
+                  distributed::rank(options.communicator()), " has ", batches, " batches in epoch ",
+                  epoch + 1, " but rank ", r, " has ", all[r].template item<int64_t>(),
+                  "; give every rank an equal shard (LoaderOptions::rank and world_size)");
+    }
+  }
+
   torch::ScalarType amp_dtype() const {
     return options.amp_dtype().value_or(options.device().is_cuda() ? torch::kHalf
                                                                    : torch::kBFloat16);
@@ -210,7 +268,7 @@ class Trainer {
     std::vector<std::shared_ptr<Hook>> hooks;
     if (collapse_) hooks.push_back(collapse_);
     hooks.insert(hooks.end(), hooks_.begin(), hooks_.end());
-    if (options.default_hooks()) {
+    if (options.default_hooks() && is_main_rank()) {
       if (!options.run_dir().empty()) {
         hooks.push_back(std::make_shared<MetricsLog>(options.metrics()));
         hooks.push_back(std::make_shared<MetricsPlot>());
@@ -237,6 +295,7 @@ class Trainer {
     state.epoch_metrics.clear();
     loader_.set_epoch(epoch);
     state.steps_per_epoch = loader_.batches_per_epoch();
+    check_equal_batches(epoch, state.steps_per_epoch);
     if (schedule_ != nullptr && !options.schedule_per_step()) step_schedule();
     state.lrs = current_lrs();
     for (auto& hook : hooks) hook->on_epoch_begin(state);
@@ -265,20 +324,22 @@ class Trainer {
         z1 = out.z1.detach();
         z2 = out.z2.detach();
       }
-      const double value = loss.template item<double>();
+      const double value =
+          distributed::all_reduce_mean(options.communicator(), loss.template item<double>());
       if (!std::isfinite(value)) non_finite(value, state);
       optimizer_.zero_grad();
       scaler_.scale(loss).backward();
+      if (parallel_ != nullptr) parallel_->synchronize_gradients();
       scaler_.step(optimizer_);
       scaler_.update();
 
       ++state.global_step;
       ++state.step_in_epoch;
-      images += x1.size(0);
+      images += x1.size(0) * world_size();
       loss_sum += value;
       const double seconds = std::chrono::duration<double>(clock::now() - epoch_start).count();
       state.loss = value;
-      state.batch_size = x1.size(0);
+      state.batch_size = x1.size(0) * world_size();
       state.z1 = std::move(z1);
       state.z2 = std::move(z2);
       state.lrs = current_lrs();
@@ -288,12 +349,25 @@ class Trainer {
       state.seconds = std::chrono::duration<double>(clock::now() - started).count();
       state.step_metrics.clear();
       for (auto& hook : hooks) hook->on_step_end(state);
+      agree_on_stop(state);
       if (state.stop) break;
     }
     if (state.stop && state.step_in_epoch < state.steps_per_epoch) return false;
     state.seconds = std::chrono::duration<double>(clock::now() - started).count();
     for (auto& hook : hooks) hook->on_epoch_end(state);
+    agree_on_stop(state);
     return true;
+  }
+
+  /// A stop asked for on one rank (a collapse monitor sees its own batch) stops every rank.
+  void agree_on_stop(TrainState& state) const {
+    if (world_size() == 1) return;
+    std::vector<torch::Tensor> flag{torch::full({1}, state.stop ? 1.0 : 0.0, torch::kDouble)};
+    options.communicator()->all_reduce_sum(flag);
+    if (flag[0].template item<double>() > 0 && !state.stop) {
+      state.stop = true;
+      state.stop_reason = "another rank stopped the run";
+    }
   }
 
   void step_schedule() {
@@ -358,6 +432,13 @@ class Trainer {
   }
 
   std::string write_checkpoint(int64_t epochs_done, const TrainState& state) {
+    const auto dir = std::filesystem::path(options.run_dir());
+    const std::string path = (dir / "checkpoint.pt").string();
+    if (!is_main_rank()) {  // the replicas are equal: rank 0 writes for all
+      last_checkpoint_ = path;
+      last_checkpoint_epoch_ = epochs_done;
+      return path;
+    }
     // A finite loss does not prove finite weights (an inf gradient without the scaler): never
     // replace the last good checkpoint with a broken one.
     for (const auto& item : model_->named_parameters()) {
@@ -375,8 +456,6 @@ class Trainer {
       checkpoint.tensors["rng/cuda"] = generator_state(options.device());
     }
     checkpoint.tensors["grad_scaler"] = scaler_.state();
-    const auto dir = std::filesystem::path(options.run_dir());
-    const std::string path = (dir / "checkpoint.pt").string();
     save_checkpoint(path, *model_, &optimizer_, checkpoint);
     if (options.keep_checkpoints()) {  // the same bytes: copy, not serialise again
       const auto kept = dir / detail::checkpoint_name(epochs_done - 1);
@@ -445,6 +524,7 @@ class Trainer {
   GradScaler scaler_;
   std::shared_ptr<CollapseMonitor> collapse_;
   std::vector<std::shared_ptr<Hook>> hooks_;
+  distributed::DataParallel* parallel_ = nullptr;  // during fit, with several ranks
   int64_t schedule_steps_ = 0;
   std::string last_checkpoint_;
   int64_t last_checkpoint_epoch_ = 0;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "simsiam/detail/check.hpp"
+#include "simsiam/distributed/sync_batch_norm.hpp"
 
 namespace simsiam::detail {
 
@@ -44,15 +45,15 @@ inline torch::nn::Sequential build_mlp(const MlpSpec& spec) {
   for (int64_t i = 0; i + 1 < spec.num_layers; ++i) {
     layers->push_back(torch::nn::Linear(
         torch::nn::LinearOptions(width, spec.hidden_features).bias(!spec.hidden_batch_norm)));
-    if (spec.hidden_batch_norm) layers->push_back(torch::nn::BatchNorm1d(spec.hidden_features));
+    if (spec.hidden_batch_norm) layers->push_back(distributed::SyncBatchNorm(spec.hidden_features));
     layers->push_back(torch::nn::ReLU(torch::nn::ReLUOptions().inplace(true)));
     width = spec.hidden_features;
   }
   layers->push_back(
       torch::nn::Linear(torch::nn::LinearOptions(width, spec.out_features).bias(true)));
   if (spec.output_batch_norm) {
-    layers->push_back(
-        torch::nn::BatchNorm1d(torch::nn::BatchNorm1dOptions(spec.out_features).affine(false)));
+    layers->push_back(distributed::SyncBatchNorm(
+        distributed::SyncBatchNormOptions(spec.out_features).affine(false)));
   }
   freeze_output_bias(spec, layers);
   return layers;
