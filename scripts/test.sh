@@ -4,8 +4,9 @@
 # builds the suite again with AddressSanitizer + UndefinedBehaviorSanitizer (-O1, in
 # build-sanitize/) and runs it there. SIMSIAM_SKIP_SANITIZE=1 skips the second pass.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# python3-torch/-torchvision: the PyTorch side of the weight interoperability test.
 ensure_packages "${BASE_PACKAGES[@]}" catch2 nlohmann-json3-dev libbenchmark-dev clang-format \
-  dataset-fashion-mnist
+  dataset-fashion-mnist python3-torch python3-torchvision
 configure_and_build -DSIMSIAM_BUILD_TESTS=ON -DSIMSIAM_BUILD_EXAMPLES=ON -DSIMSIAM_BUILD_BENCHMARKS=ON
 (cd "$BUILD" && ctest --output-on-failure -j "$(nproc)")
 

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,47 @@ struct ShardedRun {
   torch::optim::SGD sgd;
   simsiam::CosineSchedule schedule;
   simsiam::Trainer<T::TinyModel, simsiam::Loader<T::TinySource>> trainer;
+};
+
+/// One process with a stand-in for a peer that holds the same tensors (a sum doubles), which
+/// records when each asynchronous all-reduce starts.
+struct Twin : D::Communicator {
+  int64_t rank() const override { return 0; }
+  int64_t world_size() const override { return 2; }
+  void all_reduce_sum(std::vector<torch::Tensor>& tensors) override {
+    ++collectives;
+    for (auto& t : tensors) t.mul_(2);
+  }
+  D::PendingWork all_reduce_sum_async(torch::Tensor tensor) override {
+    started.push_back(tensor.numel());
+    return D::PendingWork([tensor]() mutable { tensor.mul_(2); });
+  }
+  void broadcast(std::vector<torch::Tensor>&, int64_t) override { ++collectives; }
+  void barrier() override { ++collectives; }
+  std::vector<int64_t> started;
+  int64_t collectives = 0;
+};
+
+/// A loader that hands out only its first `limit` batches of each epoch while announcing all:
+/// a rank whose loader skipped batches of bad images.
+struct ShortLoader {
+  simsiam::Loader<T::TinySource>& inner;
+  int64_t limit;
+  int64_t given = 0;
+  void set_epoch(int64_t epoch) {
+    inner.set_epoch(epoch);
+    given = 0;
+  }
+  int64_t batches_per_epoch() const { return inner.batches_per_epoch(); }
+  std::optional<simsiam::TwoViewBatch> next() {
+    if (given == limit) {
+      while (inner.next()) {
+      }
+      return std::nullopt;
+    }
+    ++given;
+    return inner.next();
+  }
 };
 
 }  // namespace
@@ -239,22 +281,8 @@ TEST_CASE("a non-finite loss on one rank stops both with the same error",
 }
 
 TEST_CASE("bucket all-reduces start during backward in bucket order", "[distributed][ddp]") {
-  // One process with a stand-in for a peer that holds the same gradients (a sum doubles), which
-  // records when each asynchronous all-reduce starts.
-  struct Twin : D::Communicator {
-    int64_t rank() const override { return 0; }
-    int64_t world_size() const override { return 2; }
-    void all_reduce_sum(std::vector<torch::Tensor>& tensors) override {
-      for (auto& t : tensors) t.mul_(2);
-    }
-    D::PendingWork all_reduce_sum_async(torch::Tensor tensor) override {
-      started.push_back(tensor.numel());
-      return D::PendingWork([tensor]() mutable { tensor.mul_(2); });
-    }
-    void broadcast(std::vector<torch::Tensor>&, int64_t) override {}
-    void barrier() override {}
-    std::vector<int64_t> started;
-  } twin;
+  // One process with a stand-in for a peer that holds the same gradients.
+  Twin twin;
   torch::manual_seed(0);
   torch::nn::Sequential model(torch::nn::Linear(3, 4), torch::nn::Tanh(), torch::nn::Linear(4, 5));
   D::DataParallel parallel(*model, twin, D::DataParallelOptions().bucket_bytes(4 * 20));
@@ -280,4 +308,75 @@ TEST_CASE("bucket all-reduces start during backward in bucket order", "[distribu
   model->forward(x).square().sum().backward();
   parallel.synchronize_gradients();
   CHECK(twin.started.size() == 6);
+}
+
+TEST_CASE("find_unused_parameters leaves a parameter no rank used without a gradient",
+          "[distributed][ddp]") {
+  for (const bool find_unused : {false, true}) {
+    INFO("find_unused_parameters " << find_unused);
+    Twin twin;
+    torch::nn::Sequential model(torch::nn::Linear(3, 2), torch::nn::Linear(2, 2));
+    D::DataParallel parallel(*model, twin,
+                             D::DataParallelOptions().find_unused_parameters(find_unused));
+    // Only the first layer takes part.
+    model[0]->as<torch::nn::Linear>()->forward(torch::randn({4, 3})).sum().backward();
+    parallel.synchronize_gradients();
+    const auto unused = model[1]->as<torch::nn::Linear>()->weight.grad();
+    CHECK(model[0]->as<torch::nn::Linear>()->weight.grad().defined());
+    if (find_unused) {
+      CHECK_FALSE(unused.defined());
+    } else {
+      REQUIRE(unused.defined());
+      CHECK(torch::equal(unused, torch::zeros({2, 2})));
+    }
+  }
+}
+
+TEST_CASE("SyncBatchNorm runs no collective in evaluation", "[distributed][syncbn]") {
+  Twin twin;
+  D::SyncBatchNorm bn(D::SyncBatchNormOptions(3), &twin);
+  bn->eval();
+  bn(torch::randn({4, 3}));
+  CHECK(twin.collectives == 0);
+  bn->train();
+  bn(torch::randn({4, 3}));
+  CHECK(twin.collectives == 1);
+}
+
+TEST_CASE("a rank whose loader runs short ends the epoch for every rank",
+          "[distributed][trainer]") {
+  const int64_t port = T::test_port(15);
+  const auto codes = T::run_ranks(2, [&](int rank) {
+    auto group = join(rank, port);
+    ShardedRun run(rank, &group, "", 1);
+    ShortLoader short_loader{run.loader, rank == 1 ? 1 : 3};
+    simsiam::Trainer<T::TinyModel, ShortLoader> trainer(
+        run.model, short_loader, run.sgd, &run.schedule,
+        T::quiet_options(1, "").communicator(&group));
+    const auto result = trainer.fit();
+    return result.steps == 1 && same_on_all_ranks(group, flat_state(*run.model));
+  });
+  CHECK(codes == std::vector<int>{0, 0});
+}
+
+TEST_CASE("a checkpoint rank 0 cannot write stops every rank with a clear error",
+          "[distributed][trainer]") {
+  const int64_t port = T::test_port(16);
+  T::ScratchDir dir("ddp_unwritable");
+  std::filesystem::create_directories(dir / "rank0/checkpoint.pt");  // a folder in the way
+  const auto codes = T::run_ranks(2, [&](int rank) {
+    auto group = join(rank, port);
+    ShardedRun run(rank, &group, dir / ("rank" + std::to_string(rank)), 1);
+    try {
+      run.trainer.fit();
+    } catch (const c10::Error& e) {
+      const std::string message = e.what_without_backtrace();
+      const char* expected =
+          rank == 0 ? "checkpoint.pt" : "rank 0 could not write the checkpoint after epoch 1";
+      if (message.find(expected) != std::string::npos) return true;
+      std::fprintf(stderr, "rank %d: %s\n", rank, message.c_str());
+    }
+    return false;
+  });
+  CHECK(codes == std::vector<int>{0, 0});
 }

@@ -20,8 +20,9 @@
 
 namespace simsiam::testing {
 
-/// A port derived from the process id, so parallel test processes do not collide.
-inline int64_t test_port(int64_t offset) { return 20000 + (getpid() * 7 + offset) % 20000; }
+/// A port derived from the process id, so parallel test processes do not collide; below
+/// Linux's ephemeral range (32768+), where outgoing connections take their ports.
+inline int64_t test_port(int64_t offset) { return 20000 + (getpid() * 7 + offset) % 12000; }
 
 /// Runs `body(rank)` in `world` forked processes; returns their exit codes (0: body returned
 /// true; 1: false or an exception, printed to stderr with the rank).

@@ -23,6 +23,11 @@ struct DataParallelOptions {
   /// Start each bucket's all-reduce from backward, as soon as its gradients are ready, so
   /// communication overlaps the rest of backward; off: everything after backward.
   TORCH_ARG(bool, overlap) = true;
+  /// Exchange which parameters got a gradient, and leave those that got none on any rank
+  /// without one (as a single process would, so weight decay and momentum leave them alone).
+  /// Costs one more small all-reduce per step; off (DDP's default), a parameter without a
+  /// gradient on a rank counts as zeros there and every rank gets the average.
+  TORCH_ARG(bool, find_unused_parameters) = false;
 };
 
 /// Keeps the replicas of one module identical across the ranks of a group: construct it after
@@ -32,8 +37,8 @@ struct DataParallelOptions {
 /// Parameters that do not require grad at construction are skipped. Buckets hold parameters in
 /// reverse registration order (backward computes the last layers first) and start strictly in
 /// bucket order, so every rank issues the same collectives in the same order; as with DDP, the
-/// graph must be the same on every rank. A parameter that got no gradient in a step on any
-/// rank gets the average with zeros (a defined gradient on every rank, so replicas stay equal).
+/// graph must be the same on every rank. Gradients are divided by the world size before the sum
+/// (no float16 overflow from the sum itself).
 class DataParallel {
  public:
   DataParallel(torch::nn::Module& module, Communicator& group, DataParallelOptions options = {})
@@ -69,19 +74,22 @@ class DataParallel {
     for (const auto& b : module_.buffers()) tensors.push_back(b);
     for (auto& bucket : cut_buckets(tensors)) group_.broadcast(bucket, 0);
   }
+  /// Rank 0's buffers (BatchNorm running statistics) to every rank.
+  void broadcast_buffers() {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> tensors = module_.buffers();
+    for (auto& bucket : cut_buckets(tensors)) group_.broadcast(bucket, 0);
+  }
 
   /// With `sync` false, backward passes only accumulate local gradients (DDP's no_sync, for
   /// gradient accumulation); the next synchronised backward averages the accumulated sum.
   void require_sync(bool sync) { sync_ = sync; }
 
-  /// Waits for the all-reduces started during backward (starting those whose gradients never
-  /// arrived) and leaves the averaged gradients in `.grad()`. Without `overlap`, averages now.
+  /// Waits for the all-reduces started during backward (first starting, in order, those whose
+  /// gradients never arrived; without `overlap`, all of them) and leaves the averaged gradients
+  /// in `.grad()`.
   void synchronize_gradients() {
     if (!sync_ || group_.world_size() == 1) return;
-    if (hooks_.empty()) {
-      average_gradients();
-      return;
-    }
     torch::NoGradGuard no_grad;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -93,12 +101,20 @@ class DataParallel {
       }
       launch_ready_buckets();
     }
-    const double scale = 1.0 / static_cast<double>(group_.world_size());
+    std::vector<char> used(used_.begin(), used_.end());
+    if (options_.find_unused_parameters()) {
+      std::vector<torch::Tensor> mask{
+          torch::tensor(std::vector<double>(used_.begin(), used_.end()), torch::kDouble)};
+      group_.all_reduce_sum(mask);
+      const auto any = mask[0].accessor<double, 1>();
+      for (size_t i = 0; i < used.size(); ++i) used[i] = any[static_cast<int64_t>(i)] > 0;
+    }
     for (auto& bucket : buckets_) {
       bucket.work.wait();
-      bucket.flat.mul_(scale);
       for (size_t j = 0; j < bucket.params.size(); ++j) {
-        auto& p = params_[bucket.params[j]];
+        const size_t i = bucket.params[j];
+        auto& p = params_[i];
+        if (!used[i] && options_.find_unused_parameters()) continue;
         const auto slot =
             bucket.flat.slice(0, bucket.offsets[j], bucket.offsets[j] + p.numel()).view_as(p);
         if (p.grad().defined()) {
@@ -110,6 +126,7 @@ class DataParallel {
       bucket.ready = 0;
     }
     std::fill(ready_.begin(), ready_.end(), 0);
+    std::fill(used_.begin(), used_.end(), 0);
     next_launch_ = 0;
   }
 
@@ -117,21 +134,6 @@ class DataParallel {
   size_t bucket_count() const { return buckets_.size(); }
 
  private:
-  /// Averages every gradient over the ranks now, in place (the path without overlap).
-  /// Parameters without a gradient are skipped.
-  void average_gradients() {
-    torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> grads;
-    for (auto& p : params_) {
-      if (p.grad().defined()) grads.push_back(p.mutable_grad());
-    }
-    const double scale = 1.0 / static_cast<double>(group_.world_size());
-    for (auto& bucket : cut_buckets(grads)) {
-      group_.all_reduce_sum(bucket);
-      for (auto& g : bucket) g.mul_(scale);
-    }
-  }
-
   struct Bucket {
     std::vector<size_t> params;    // indices into params_
     std::vector<int64_t> offsets;  // of each parameter in `flat`
@@ -167,6 +169,7 @@ class DataParallel {
       }
     }
     ready_.assign(params_.size(), 0);
+    used_.assign(params_.size(), 0);
   }
 
   /// Called by autograd with parameter i's gradient of this backward, before it is added to
@@ -187,7 +190,8 @@ class DataParallel {
     if (++bucket.ready == static_cast<int64_t>(bucket.params.size())) launch_ready_buckets();
   }
 
-  /// Bucket slot of parameter i = `grad` (may be undefined) + the parameter's current `.grad()`.
+  /// Bucket slot of parameter i = (`grad` (may be undefined) + the parameter's current
+  /// `.grad()`) / world size, so that the all-reduce's sum is the average.
   void fill_slot(size_t i, const torch::Tensor& grad) {
     auto& bucket = buckets_[bucket_of_[i]];
     const auto& p = params_[i];
@@ -195,14 +199,16 @@ class DataParallel {
     const int64_t offset = bucket.offsets[slot_of_[i]];
     auto slot = bucket.flat.slice(0, offset, offset + p.numel());
     const auto& existing = p.grad();
+    const double scale = 1.0 / static_cast<double>(group_.world_size());
     if (grad.defined()) {
-      slot.copy_(grad.reshape({-1}));
-      if (existing.defined()) slot.add_(existing.reshape({-1}));
+      slot.copy_(grad.reshape({-1})).mul_(scale);
+      if (existing.defined()) slot.add_(existing.reshape({-1}), scale);
     } else if (existing.defined()) {
-      slot.copy_(existing.reshape({-1}));
+      slot.copy_(existing.reshape({-1})).mul_(scale);
     } else {
       slot.zero_();
     }
+    used_[i] = grad.defined() || existing.defined();
     ready_[i] = 1;
   }
 
@@ -241,7 +247,7 @@ class DataParallel {
   std::vector<std::string> names_;
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_, slot_of_;
-  std::vector<char> ready_;
+  std::vector<char> ready_, used_;
   std::vector<unsigned> hooks_;
   size_t next_launch_ = 0;
   bool sync_ = true;

@@ -10,7 +10,8 @@
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#if defined(USE_C10D_NCCL) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
+#if defined(USE_C10D_NCCL) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>) && \
+    __has_include(<nccl.h>)
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #define SIMSIAM_HAS_NCCL 1
@@ -142,8 +143,7 @@ class ProcessGroup final : public Communicator {
       } else {
         auto gloo = c10d::ProcessGroupGloo::Options::create();
         gloo->timeout = options_.timeout();
-        gloo->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(
-            options_.file_store().empty() ? options_.master_addr() : "127.0.0.1"));
+        gloo->devices.push_back(gloo_device());
         group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(
             store_, static_cast<int>(options_.rank()), static_cast<int>(options_.world_size()),
             gloo);
@@ -208,6 +208,20 @@ class ProcessGroup final : public Communicator {
 #else
     TORCH_CHECK(false, "simsiam::distributed: this build has no NCCL");
 #endif
+  }
+
+  /// Where this rank's Gloo listens: the interface in GLOO_SOCKET_IFNAME when set (as in
+  /// PyTorch); loopback when the run is on one machine (MASTER_ADDR 127.x or localhost); else
+  /// the address this machine's hostname resolves to.
+  std::shared_ptr<::gloo::transport::Device> gloo_device() const {
+    if (const char* interface = std::getenv("GLOO_SOCKET_IFNAME"); interface && *interface) {
+      return c10d::ProcessGroupGloo::createDeviceForInterface(interface);
+    }
+    const auto& addr = options_.master_addr();
+    if (addr.rfind("127.", 0) == 0 || addr == "localhost") {
+      return c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1");
+    }
+    return c10d::ProcessGroupGloo::createDefaultDevice();
   }
 
   /// The device a collective's buffer must live on: the GPU for NCCL, the tensor's own for Gloo.

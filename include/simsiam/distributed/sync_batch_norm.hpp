@@ -49,19 +49,27 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     const int64_t channels = x.size(1);
     const auto stats_dtype = torch::promote_types(x.scalar_type(), torch::kFloat);
     const auto xs = x.to(stats_dtype);
+    // Each rank's mean and (stable, Welford) variance, combined in float64 as counts x [mean,
+    // mean^2 + var]: no cancellation of float32 sums of squares, and counts exact past 2^24.
+    const auto [local_var, local_mean] = torch::var_mean(xs, dims, /*unbiased=*/false);
+    const double n = static_cast<double>(x.numel() / channels);
+    const auto mean64 = local_mean.to(torch::kDouble);
     std::vector<torch::Tensor> packed{
-        torch::cat({xs.sum(dims), xs.square().sum(dims),
-                    torch::full({1}, static_cast<double>(x.numel() / channels), xs.options())})};
+        torch::cat({torch::full({1}, n, mean64.options()), mean64 * n,
+                    (local_var.to(torch::kDouble) + mean64.square()) * n})};
     group->all_reduce_sum(packed);
-    const double count = packed[0][2 * channels].item<double>();
+    const double count = packed[0][0].item<double>();
     TORCH_CHECK(count > 1,
                 "simsiam::distributed::SyncBatchNorm: expected more than one value per "
                 "channel over all ranks, got ",
                 count);
-    const auto mean = packed[0].slice(0, 0, channels) / count;
-    const auto var =
-        (packed[0].slice(0, channels, 2 * channels) / count - mean.square()).clamp_min(0);
-    const auto invstd = (var + eps).rsqrt();
+    const auto mean_all = packed[0].slice(0, 1, 1 + channels) / count;
+    const auto var_all =
+        (packed[0].slice(0, 1 + channels, 1 + 2 * channels) / count - mean_all.square())
+            .clamp_min(0);
+    const auto mean = mean_all.to(stats_dtype);
+    const auto var = var_all.to(stats_dtype);
+    const auto invstd = (var_all + eps).rsqrt().to(stats_dtype);
     {
       torch::NoGradGuard no_grad;
       if (running_mean.numel() > 0) {
@@ -160,8 +168,10 @@ class SyncBatchNormImpl : public torch::nn::Cloneable<SyncBatchNormImpl> {
                 "simsiam::distributed::SyncBatchNorm: expected input [N, ", options.num_features(),
                 ", ...], got ", x.sizes());
     const bool use_batch_stats = is_training() || !options.track_running_stats();
+    // Statistics are synchronised in training only, as torch.nn.SyncBatchNorm: evaluation
+    // (possibly of unequal shards) runs no collective.
     if (is_training() && options.track_running_stats()) num_batches_tracked.add_(1);
-    if (!use_batch_stats || group == nullptr || group->world_size() == 1) {
+    if (!is_training() || group == nullptr || group->world_size() == 1) {
       return torch::batch_norm(x, weight, bias, running_mean, running_var, use_batch_stats,
                                options.momentum(), options.eps(), /*cudnn_enabled=*/true);
     }

@@ -103,6 +103,7 @@ struct KnnMonitorOptions {
 
 /// The weighted kNN top-1 of backbone features (bank: labelled training images; queries:
 /// held-out images) after every few epochs, in the epoch metrics as "knn_top1" (in [0, 1]).
+/// In a data-parallel run it is a collective: add it on every rank, with the same images.
 class KnnMonitor : public Hook {
  public:
   KnnMonitor(torch::Tensor bank_images, torch::Tensor bank_labels, torch::Tensor query_images,
@@ -144,6 +145,11 @@ class KnnMonitor : public Hook {
                                      .device(device)
                                      .transform(options.transform());
     const int64_t world = distributed::world_size(communicator);
+    // The same check on every rank, before any collective: no rank may hold an empty shard.
+    TORCH_CHECK(bank_images_.size(0) >= world && query_images_.size(0) >= world,
+                "simsiam::KnnMonitor: expected at least one bank and one query image per rank (",
+                world, " ranks), got ", bank_images_.size(0), " bank and ", query_images_.size(0),
+                " query images");
     const auto shard = [&](const torch::Tensor& rows) {
       if (world == 1) return rows;
       return rows.index_select(

@@ -125,8 +125,9 @@ inline std::string checkpoint_name(int64_t epoch) {
 /// weights go to all ranks, BatchNorm is synchronised, gradients are averaged during backward,
 /// the loss is the mean over the ranks (so a non-finite loss stops every rank with the same
 /// error), a hook that stops the run on one rank stops it on all, and only rank 0 writes files
-/// (checkpoints, metrics, plot, progress bar). Every rank must run the same number of batches
-/// per epoch (checked).
+/// (checkpoints, metrics, plot, progress bar); every rank learns whether rank 0 could write the
+/// checkpoint. Every rank must plan the same number of batches per epoch (checked); a rank whose
+/// loader runs short ends the epoch on every rank.
 template <class Model, class Loader, class Optimizer = torch::optim::SGD,
           class Loss = SymmetricLoss<>>
 class Trainer {
@@ -205,14 +206,25 @@ class Trainer {
       }
     } detach{*this, attach_sync_bn};
 
+    // Rank 0's run folder decides for all: the others join its checkpoint agreement even when
+    // they were given no folder.
+    bool checkpoints = !options.run_dir().empty();
+    if (world_size() > 1) {
+      std::vector<torch::Tensor> flag{
+          torch::full({1}, is_main_rank() && checkpoints ? 1.0 : 0.0, torch::kDouble)};
+      options.communicator()->all_reduce_sum(flag);
+      checkpoints = flag[0].template item<double>() > 0;
+    }
+
     TrainResult result;
     try {
       for (auto& hook : hooks) hook->on_train_begin(state);
+      agree_on_stop(state);
       for (int64_t epoch = state.start_epoch; epoch < options.epochs() && !state.stop; ++epoch) {
         if (!run_epoch(state, hooks, epoch, started)) break;  // stopped mid-epoch: no checkpoint
         result.epochs_completed = epoch + 1;
-        if (!options.run_dir().empty() && ((epoch + 1) % options.checkpoint_every() == 0 ||
-                                           epoch + 1 == options.epochs() || state.stop)) {
+        if (checkpoints && ((epoch + 1) % options.checkpoint_every() == 0 ||
+                            epoch + 1 == options.epochs() || state.stop)) {
           result.checkpoint = write_checkpoint(epoch + 1, state);
         }
       }
@@ -307,6 +319,25 @@ class Trainer {
       const auto wait_start = clock::now();
       auto batch = loader_.next();
       wait += std::chrono::duration<double>(clock::now() - wait_start).count();
+      if (world_size() > 1) {
+        // One exchange per step: whether each rank has a batch (a loader skips a batch of only
+        // bad images, so a rank may run short) and whether a hook asked to stop after the last
+        // step. Every rank then takes the same branch, and the collectives stay paired.
+        const auto [ranks_with_batch, stop] = agree_on_step(batch.has_value(), state);
+        if (stop) break;
+        if (ranks_with_batch < world_size()) {
+          if (ranks_with_batch > 0 && is_main_rank()) {
+            std::fprintf(stderr,
+                         "\nwarning: %lld of %lld ranks ran out of batches at step %lld of epoch "
+                         "%lld (skipped bad images?); the epoch ends there on every rank\n",
+                         static_cast<long long>(world_size() - ranks_with_batch),
+                         static_cast<long long>(world_size()),
+                         static_cast<long long>(state.step_in_epoch + 1),
+                         static_cast<long long>(epoch + 1));
+          }
+          break;
+        }
+      }
       if (!batch) break;
       if (schedule_ != nullptr && options.schedule_per_step()) step_schedule();
       auto x1 = batch->view1.to(options.device(), /*non_blocking=*/true);
@@ -349,25 +380,33 @@ class Trainer {
       state.seconds = std::chrono::duration<double>(clock::now() - started).count();
       state.step_metrics.clear();
       for (auto& hook : hooks) hook->on_step_end(state);
-      agree_on_stop(state);
-      if (state.stop) break;
+      if (state.stop && world_size() == 1) break;  // several ranks agree at the next step
     }
     if (state.stop && state.step_in_epoch < state.steps_per_epoch) return false;
+    // Per-process BatchNorm lets the replicas' running statistics drift apart: rank 0's go to
+    // all before anything evaluates or saves them (DDP's broadcast_buffers).
+    if (parallel_ != nullptr && !options.sync_batch_norm()) parallel_->broadcast_buffers();
     state.seconds = std::chrono::duration<double>(clock::now() - started).count();
     for (auto& hook : hooks) hook->on_epoch_end(state);
     agree_on_stop(state);
     return true;
   }
 
-  /// A stop asked for on one rank (a collapse monitor sees its own batch) stops every rank.
-  void agree_on_stop(TrainState& state) const {
-    if (world_size() == 1) return;
-    std::vector<torch::Tensor> flag{torch::full({1}, state.stop ? 1.0 : 0.0, torch::kDouble)};
-    options.communicator()->all_reduce_sum(flag);
-    if (flag[0].template item<double>() > 0 && !state.stop) {
+  /// {ranks that have a batch, whether any rank asked to stop}; a stop asked for on one rank
+  /// (a collapse monitor sees its own batch) stops every rank.
+  std::pair<int64_t, bool> agree_on_step(bool has_batch, TrainState& state) const {
+    std::vector<torch::Tensor> flags{
+        torch::tensor({has_batch ? 1.0 : 0.0, state.stop ? 1.0 : 0.0}, torch::kDouble)};
+    options.communicator()->all_reduce_sum(flags);
+    const auto values = flags[0].accessor<double, 1>();
+    if (values[1] > 0 && !state.stop) {
       state.stop = true;
       state.stop_reason = "another rank stopped the run";
     }
+    return {static_cast<int64_t>(values[0]), state.stop};
+  }
+  void agree_on_stop(TrainState& state) const {
+    if (world_size() > 1) agree_on_step(true, state);
   }
 
   void step_schedule() {
@@ -434,18 +473,43 @@ class Trainer {
   std::string write_checkpoint(int64_t epochs_done, const TrainState& state) {
     const auto dir = std::filesystem::path(options.run_dir());
     const std::string path = (dir / "checkpoint.pt").string();
-    if (!is_main_rank()) {  // the replicas are equal: rank 0 writes for all
-      last_checkpoint_ = path;
-      last_checkpoint_epoch_ = epochs_done;
-      return path;
-    }
     // A finite loss does not prove finite weights (an inf gradient without the scaler): never
-    // replace the last good checkpoint with a broken one.
+    // replace the last good checkpoint with a broken one. Every rank checks (the replicas are
+    // equal), so all of them stop here together.
     for (const auto& item : model_->named_parameters()) {
       TORCH_CHECK(torch::isfinite(item.value()).all().template item<bool>(),
                   "simsiam::Trainer: parameter '", item.key(), "' holds NaN or inf after epoch ",
                   epochs_done, "; no checkpoint written for it. ", last_good_checkpoint());
     }
+    // Rank 0 writes for all; the others learn whether it could, rather than wait for it at the
+    // next collective when it could not (disk full).
+    std::string failure;
+    if (is_main_rank()) {
+      try {
+        save_checkpoint_files(path, epochs_done, state);
+      } catch (const c10::Error& e) {
+        if (world_size() == 1) throw;
+        failure = e.what_without_backtrace();
+      } catch (const std::exception& e) {
+        if (world_size() == 1) throw;
+        failure = e.what();
+      }
+    }
+    if (world_size() > 1) {
+      std::vector<torch::Tensor> ok{torch::full({1}, failure.empty() ? 0.0 : 1.0, torch::kDouble)};
+      options.communicator()->all_reduce_sum(ok);
+      TORCH_CHECK(ok[0].template item<double>() == 0, "simsiam::Trainer: ",
+                  is_main_rank() ? failure
+                                 : "rank 0 could not write the checkpoint after epoch " +
+                                       std::to_string(epochs_done) + " (its error says why)");
+    }
+    last_checkpoint_ = path;
+    last_checkpoint_epoch_ = epochs_done;
+    return path;
+  }
+
+  void save_checkpoint_files(const std::string& path, int64_t epochs_done,
+                             const TrainState& state) {
     CheckpointState checkpoint;
     checkpoint.epoch = epochs_done;
     checkpoint.step = state.global_step;
@@ -458,15 +522,13 @@ class Trainer {
     checkpoint.tensors["grad_scaler"] = scaler_.state();
     save_checkpoint(path, *model_, &optimizer_, checkpoint);
     if (options.keep_checkpoints()) {  // the same bytes: copy, not serialise again
-      const auto kept = dir / detail::checkpoint_name(epochs_done - 1);
+      const auto kept =
+          std::filesystem::path(options.run_dir()) / detail::checkpoint_name(epochs_done - 1);
       const auto temporary = kept.string() + ".tmp";
       std::filesystem::copy_file(path, temporary,
                                  std::filesystem::copy_options::overwrite_existing);
       std::filesystem::rename(temporary, kept);
     }
-    last_checkpoint_ = path;
-    last_checkpoint_epoch_ = epochs_done;
-    return path;
   }
 
   void resume(TrainState& state) {
