@@ -81,6 +81,17 @@ int main(int argc, char** argv) {
   const double db = max_difference(backbone->forward(x), get("backbone_features"));
   check(db <= 1e-5, "torchvision state dict in C++: max |difference| " + std::to_string(db));
 
+  // main_lincls.py's way: the official checkpoint's encoder (module.encoder.*, fc dropped)
+  // straight into a backbone.
+  auto from_official = resnet10();
+  simsiam::load_torchvision_backbone(*from_official, dir + "/checkpoint_0002.pth.tar");
+  from_official->eval();
+  const double dl = max_difference(from_official->forward(x), get("features"));
+  check(dl <= 1e-5,
+        "official checkpoint as a backbone (main_lincls.py's loading): max "
+        "|difference| " +
+            std::to_string(dl));
+
   // Refusals, by name.
   const auto mismatch = error_of([&] {
     simsiam::SimSiam<simsiam::ResNet> wrong(resnet10(),

@@ -1,7 +1,7 @@
 /// @file
 /// @brief Internal: reads what Python's `torch.save` writes (the zip archive of PyTorch >= 1.6:
-/// a protocol-2 pickle in `data.pkl`, tensor storages in `data/<key>`) into IValues: dicts,
-/// lists, tuples, strings, numbers and tensors.
+/// a protocol-2 pickle in `data.pkl`, tensor storages in `data/<key>`), or `torch::pickle_save`,
+/// into IValues: dicts, lists, tuples, strings, numbers and tensors.
 ///
 /// LibTorch's own `torch::pickle_load` stops at opcodes that Python emits for ordinary
 /// checkpoints (SETITEM for a one-entry dict, BUILD for an OrderedDict's `_metadata`), so the
@@ -164,6 +164,11 @@ class TorchSaveReader {
       const auto sizes = tuple_ints(args[2]);
       const auto strides = tuple_ints(args[3]);
       return storage.as_strided(sizes, strides, args[1].toInt());
+    }
+    // What torch::pickle_save (C++) adds: type tags and typed lists around plain values.
+    if (name.rfind("torch.jit._pickle.", 0) == 0) {
+      if (args.empty()) fail("no arguments to " + name);
+      return args[0];
     }
     if (name == "torch._utils._rebuild_parameter" ||
         name == "torch._utils._rebuild_parameter_with_state") {

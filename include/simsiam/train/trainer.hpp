@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,6 +35,8 @@ namespace simsiam {
 
 /// A non-owning pointer to the ranks of a run (an alias, as TORCH_ARG needs one type token).
 using CommunicatorPtr = distributed::Communicator*;
+/// Augmentations applied to each view on the training device: f(views, generator).
+using ViewTransform = std::function<torch::Tensor(const torch::Tensor&, torch::Generator&)>;
 
 /// Options of `Trainer`.
 struct TrainerOptions {
@@ -58,6 +61,12 @@ struct TrainerOptions {
   TORCH_ARG(std::optional<torch::ScalarType>, amp_dtype) = std::nullopt;
   /// Convert 4-D weights and the input batches to channels_last (faster convolutions on GPUs).
   TORCH_ARG(bool, channels_last) = false;
+  /// Augmentations run on the device after the copy, for loaders that only decode and crop on
+  /// the CPU (a preset's colour jitter, blur, flip and normalisation on the GPU). Each step's
+  /// CPU generator is seeded from (view_transform_seed, global step, rank): a resumed run draws
+  /// the same parameters.
+  TORCH_ARG(ViewTransform, view_transform) = nullptr;
+  TORCH_ARG(uint64_t, view_transform_seed) = 0;
   /// The run's settings, recorded in checkpoints and compared on resume.
   TORCH_ARG(RunConfig, config) = {};
   /// Add the built-in hooks: a `CollapseMonitor` first; then, after the user's hooks, a
@@ -94,6 +103,15 @@ template <class M>
 struct has_features<
     M, std::void_t<decltype(std::declval<M&>()->features(std::declval<torch::Tensor>()))>>
     : std::true_type {};
+
+/// splitmix64 of (seed, step, rank): independent streams per step and rank.
+inline uint64_t mix_step_seed(uint64_t seed, int64_t step, int64_t rank) {
+  uint64_t z = seed + 0x9E3779B97F4A7C15ull *
+                          (static_cast<uint64_t>(step) * 1024 + static_cast<uint64_t>(rank) + 1);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
 
 inline std::string checkpoint_name(int64_t epoch) {
   char name[48];
@@ -342,6 +360,13 @@ class Trainer {
       if (schedule_ != nullptr && options.schedule_per_step()) step_schedule();
       auto x1 = batch->view1.to(options.device(), /*non_blocking=*/true);
       auto x2 = batch->view2.to(options.device(), /*non_blocking=*/true);
+      if (options.view_transform()) {
+        auto generator = at::detail::createCPUGenerator(
+            detail::mix_step_seed(options.view_transform_seed(), state.global_step,
+                                  distributed::rank(options.communicator())));
+        x1 = options.view_transform()(x1, generator);
+        x2 = options.view_transform()(x2, generator);
+      }
       if (options.channels_last()) {
         x1 = x1.contiguous(at::MemoryFormat::ChannelsLast);
         x2 = x2.contiguous(at::MemoryFormat::ChannelsLast);

@@ -1,0 +1,235 @@
+// SimSiam pretraining on ImageNet: facebookresearch/simsiam main_simsiam.py in C++.
+//
+// Defaults are the paper's run: ResNet-50, projector 2048 (3 layers), predictor 512, total batch
+// 512, lr 0.05 x batch / 256, momentum 0.9, weight decay 1e-4, 100 epochs, cosine decay, fixed
+// predictor lr, the MoCo v2 augmentations at 224, drop-last, SyncBN across processes. Expected:
+// 68.1% linear top-1 after `imagenet_linear_eval` (paper Table 4 / SPEC).
+//
+//   imagenet_pretrain [flags] DATA          DATA/train/<class>/*.JPEG (and DATA/val for kNN)
+//   simsiam_launch --nproc 8 imagenet_pretrain DATA                  8 GPUs of one machine
+//   simsiam_launch --nproc-per-node 8 --nnodes 2 --node-rank K --master-addr HOST
+//       imagenet_pretrain DATA               on each of two machines (docs/imagenet.md)
+//
+// On CUDA: mixed precision and channels_last (--no-amp, --no-channels-last to turn off); the
+// loader's threads decode and crop on the CPU into pinned memory, the rest of the augmentations
+// runs on the GPU. Every epoch writes checkpoint.pt and checkpoint_XXXX.pt (resume with --resume),
+// metrics.csv/.jsonl, metrics.png and the kNN top-1 on held-out images; at the end,
+// backbone_torchvision.pt for torchvision.models.resnet50().load_state_dict(..., strict=False).
+#include <CLI/CLI.hpp>
+#include <simsiam/data/loader.hpp>
+#include <simsiam/model/pytorch_interop.hpp>
+#include <simsiam/simsiam.hpp>
+#include <simsiam/train/allocator.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <string>
+
+#include "../common/imagenet.hpp"
+
+namespace {
+
+struct Config : imagenet::CommonFlags {
+  int64_t start_epoch = 0;
+  std::string resume;
+  int64_t world_size = -1, rank = -1;  // official flags; the processes come from the launcher
+  bool multiprocessing_distributed = false;
+  int64_t dim = 2048;
+  int64_t pred_dim = 512;
+  bool fix_pred_lr = true;
+  // Beyond the official flags.
+  std::string out = "runs";
+  bool no_amp = false, no_channels_last = false;  // both on for CUDA, off for CPU
+  int64_t knn_every = 1;
+  int64_t knn_per_class = 10;
+  std::string index_cache;
+};
+
+simsiam::RunConfig run_config(const Config& c) {
+  char lr[32], wd[32];
+  std::snprintf(lr, sizeof lr, "%.17g", c.lr);
+  std::snprintf(wd, sizeof wd, "%.17g", c.weight_decay);
+  return {{"arch", c.arch},
+          {"batch_size", std::to_string(c.batch_size)},
+          {"lr", lr},
+          {"weight_decay", wd},
+          {"dim", std::to_string(c.dim)},
+          {"pred_dim", std::to_string(c.pred_dim)},
+          {"fix_pred_lr", c.fix_pred_lr ? "true" : "false"},
+          {"image_size", std::to_string(c.image_size)}};
+}
+
+std::string new_run_dir(const std::string& out) {
+  const std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
+  std::string dir = out + "/imagenet_pretrain-" + stamp;
+  for (int i = 2; std::filesystem::exists(dir); ++i) {
+    dir = out + "/imagenet_pretrain-" + stamp + "-" + std::to_string(i);
+  }
+  return dir;
+}
+
+/// Keeps the crop's output as it is: the rest of the augmentations runs on the GPU.
+struct CropOnly {
+  torch::Tensor operator()(const torch::Tensor& views, torch::Generator& /*generator*/) const {
+    return views;
+  }
+};
+
+int run(Config config) {
+  const auto started = std::chrono::steady_clock::now();
+  simsiam::keep_freed_memory();
+  if (config.threads > 0) torch::set_num_threads(config.threads);
+  if (config.multiprocessing_distributed || config.world_size > 0 || config.rank >= 0) {
+    std::fprintf(stderr,
+                 "note: --multiprocessing-distributed, --world-size and --rank are taken from "
+                 "the launcher here (simsiam_launch or torchrun set WORLD_SIZE and RANK)\n");
+  }
+  const auto local_rank = simsiam::distributed::DistributedOptions::from_env().local_rank();
+  const auto device = imagenet::pick_device(config.gpu >= 0 ? "cuda" : config.device,
+                                            config.gpu >= 0 ? config.gpu : local_rank);
+  const bool cuda = device.is_cuda();
+  const auto ranks = imagenet::join(config.dist_url, config.dist_backend, device);
+  TORCH_CHECK(config.batch_size % ranks.world() == 0, "--batch-size ", config.batch_size,
+              " must be a multiple of the ", ranks.world(), " processes");
+  if (config.seed >= 0) torch::manual_seed(static_cast<uint64_t>(config.seed));
+  if (config.start_epoch != 0) {
+    std::fprintf(stderr, "note: --start-epoch is ignored; --resume restores the epoch\n");
+  }
+
+  // Data: DATA/train, the MoCo v2 recipe; crops on the CPU, the rest where the model trains.
+  simsiam::ImageFolderOptions folder_options;
+  folder_options.index_cache = config.index_cache;
+  simsiam::ImageFolder train(config.data + "/train", folder_options);
+  const int64_t train_images = train.size();
+  const auto num_classes = static_cast<int64_t>(train.classes().size());
+  const auto [crop, post] =
+      simsiam::split_crop(simsiam::augment::simsiam_imagenet(config.image_size));
+  simsiam::LoaderOptions loader_options;
+  loader_options.batch_size = config.batch_size / ranks.world();
+  loader_options.workers = config.workers;
+  loader_options.seed = config.seed >= 0 ? static_cast<uint64_t>(config.seed) : 0;
+  loader_options.drop_last = true;
+  loader_options.rank = ranks.rank();
+  loader_options.world_size = ranks.world();
+  using CpuSource = simsiam::FolderSource<std::decay_t<decltype(post)>>;
+  using GpuSource = simsiam::FolderSource<CropOnly>;
+
+  auto model = simsiam::SimSiam<simsiam::ResNet>(
+      imagenet::make_backbone(config.arch),
+      simsiam::SimSiamOptions().dim(config.dim).pred_dim(config.pred_dim));
+  const auto recipe = simsiam::SgdRecipe()
+                          .base_lr(config.lr)
+                          .batch_size(config.batch_size)
+                          .momentum(config.momentum)
+                          .weight_decay(config.weight_decay)
+                          .fix_predictor_lr(config.fix_pred_lr);
+  auto sgd = simsiam::make_sgd(model, recipe);
+  auto schedule = simsiam::make_cosine_schedule(sgd, recipe, config.epochs);
+  const std::string run_dir = !ranks.main() ? ""
+                              : config.resume.empty()
+                                  ? new_run_dir(config.out)
+                                  : std::filesystem::absolute(config.resume).parent_path().string();
+  auto options = simsiam::TrainerOptions()
+                     .epochs(config.epochs)
+                     .run_dir(run_dir)
+                     .keep_checkpoints(true)
+                     .resume(config.resume)
+                     .device(device)
+                     .amp(cuda && !config.no_amp)
+                     .channels_last(cuda && !config.no_channels_last)
+                     .config(run_config(config))
+                     .communicator(ranks.group.get())
+                     .progress(simsiam::ProgressBarOptions().every(config.print_freq))
+                     .metrics(simsiam::MetricsLogOptions().every(config.print_freq));
+  if (cuda) {
+    options.view_transform(post).view_transform_seed(loader_options.seed);
+  }
+
+  // kNN monitor: knn_per_class images per class of DATA/train as the bank, of DATA/val (or
+  // the next ones of DATA/train) as queries, centre views as main_lincls.py validates.
+  std::shared_ptr<simsiam::KnnMonitor> knn;
+  if (config.knn_every > 0 && config.knn_per_class > 0) {
+    const bool has_val = std::filesystem::is_directory(config.data + "/val");
+    auto bank = imagenet::decode_subset(train, config.knn_per_class, 0, config.image_size);
+    auto queries = has_val ? imagenet::decode_subset(simsiam::ImageFolder(config.data + "/val"),
+                                                     config.knn_per_class, 0, config.image_size)
+                           : imagenet::decode_subset(train, config.knn_per_class,
+                                                     config.knn_per_class, config.image_size);
+    knn = std::make_shared<simsiam::KnnMonitor>(
+        bank.first, bank.second, queries.first, queries.second, num_classes,
+        simsiam::KnnMonitorOptions()
+            .every(config.knn_every)
+            .batch_size(256)
+            .knn(simsiam::KnnOptions().k(std::min<int64_t>(200, bank.first.size(0))))
+            .transform(imagenet::to_input));
+  }
+
+  const auto train_with = [&](auto source) {
+    simsiam::Loader<decltype(source)> loader(std::move(source), loader_options);
+    simsiam::Trainer trainer(model, loader, sgd, &schedule, options);
+    if (knn) trainer.add_hook(knn);
+    if (ranks.main()) {
+      std::printf(
+          "SimSiam %s on %lld images (%lld classes), total batch %lld on %lld process%s, "
+          "lr %.4g, %d epochs, %s%s%s; run folder %s\n",
+          config.arch.c_str(), static_cast<long long>(train_images),
+          static_cast<long long>(num_classes), static_cast<long long>(config.batch_size),
+          static_cast<long long>(ranks.world()), ranks.world() > 1 ? "es" : "", recipe.lr(),
+          config.epochs, device.str().c_str(), options.amp() ? ", mixed precision" : "",
+          options.channels_last() ? ", channels_last" : "", run_dir.c_str());
+      std::fflush(stdout);
+    }
+    return trainer.fit();
+  };
+  const auto result =
+      cuda ? train_with(GpuSource{std::move(train), simsiam::DecodedViews{crop}, CropOnly{}})
+           : train_with(CpuSource{std::move(train), simsiam::DecodedViews{crop}, post});
+  if (!ranks.main()) return 0;
+  simsiam::save_torchvision_backbone(*model->backbone(), run_dir + "/backbone_torchvision.pt");
+  const double minutes =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() / 60;
+  std::printf(
+      "done: %lld epochs, %lld steps%s%s in %.1f min; %s/checkpoint.pt, "
+      "backbone_torchvision.pt; next: imagenet_linear_eval --pretrained %s/checkpoint.pt\n",
+      static_cast<long long>(result.epochs_completed), static_cast<long long>(result.steps),
+      knn ? ", kNN top-1 " : "",
+      knn ? (std::to_string(100 * knn->last()).substr(0, 5) + "%").c_str() : "", minutes,
+      run_dir.c_str(), run_dir.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config config;
+  CLI::App app{"SimSiam ImageNet pretraining (main_simsiam.py's flags)"};
+  imagenet::add_common_flags(app, config,
+                             "Dataset root with train/ (and val/ for the kNN monitor)");
+  app.add_option("--start-epoch", config.start_epoch, "Ignored: --resume restores the epoch");
+  app.add_option("--resume", config.resume, "Continue from this checkpoint (in its run folder)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--world-size", config.world_size, "Taken from the launcher (WORLD_SIZE)");
+  app.add_option("--rank", config.rank, "Taken from the launcher (RANK)");
+  app.add_flag("--multiprocessing-distributed", config.multiprocessing_distributed,
+               "Accepted for main_simsiam.py's command lines; use simsiam_launch or torchrun");
+  app.add_option("--dim", config.dim, "Projector output dimension")->capture_default_str();
+  app.add_option("--pred-dim", config.pred_dim, "Predictor hidden dimension")
+      ->capture_default_str();
+  app.add_flag("--fix-pred-lr,!--no-fix-pred-lr", config.fix_pred_lr,
+               "Keep the predictor at the initial lr (the paper's setting; on by default)");
+  app.add_option("--out", config.out, "Where run folders are created")->capture_default_str();
+  app.add_flag("--no-amp", config.no_amp, "No mixed precision (it is on for CUDA)");
+  app.add_flag("--no-channels-last", config.no_channels_last,
+               "No channels_last layout (it is on for CUDA)");
+  app.add_option("--knn-every", config.knn_every, "kNN monitor every N epochs (0: off)")
+      ->capture_default_str();
+  app.add_option("--knn-per-class", config.knn_per_class, "kNN bank and query images per class")
+      ->capture_default_str();
+  app.add_option("--index-cache", config.index_cache, "File caching the scan of DATA/train");
+  CLI11_PARSE(app, argc, argv);
+  return imagenet::report_failures("imagenet_pretrain", [&] { return run(config); });
+}
