@@ -166,18 +166,21 @@ inline torch::Tensor center_view(const torch::Tensor& image, int64_t size) {
 }
 
 /// Up to `per_class` images of each class of `folder`, skipping the first `skip` of each class,
-/// through `center_view`: uint8 [N, 3, size, size] and labels. Unreadable images are skipped
-/// with a warning.
+/// through `center_view`: uint8 [N, 3, size, size] and labels; of those, every `world`-th from
+/// `rank` (this process's share). Unreadable images are skipped with a warning.
 inline std::pair<torch::Tensor, torch::Tensor> decode_subset(const simsiam::ImageFolder& folder,
                                                              int64_t per_class, int64_t skip,
-                                                             int64_t size) {
+                                                             int64_t size, int64_t rank = 0,
+                                                             int64_t world = 1) {
   std::vector<int64_t> seen(folder.classes().size(), 0);
   std::vector<torch::Tensor> images;
   std::vector<int64_t> labels;
+  int64_t selected = 0;
   for (int64_t i = 0; i < folder.size(); ++i) {
     auto& count = seen[static_cast<size_t>(folder.label(i))];
     if (count >= skip + per_class) continue;
     if (count++ < skip) continue;
+    if (selected++ % world != rank) continue;
     try {
       images.push_back(center_view(simsiam::decode_image(folder.read(i)), size));
       labels.push_back(folder.label(i));

@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 
@@ -45,11 +46,11 @@ struct Config : imagenet::CommonFlags {
   std::string out;                     // results.json here when set
 };
 
-/// One training view per image: RandomResizedCrop(size, 0.08-1) + flip + normalisation
-/// (main_lincls.py's train transform), decoded and cropped on the loader's threads.
-struct TrainSource {
+/// One view per image of a folder, built on the loader's threads: `view(decoded images,
+/// generator)` makes the batch. Unreadable images are skipped and reported by the loader.
+struct OneViewSource {
   simsiam::ImageFolder folder;
-  A::Compose<A::RandomResizedCrop, A::RandomHorizontalFlip, A::Normalize> transform;
+  std::function<torch::Tensor(const std::vector<torch::Tensor>&, torch::Generator&)> view;
 
   int64_t size() const { return folder.size(); }
   simsiam::TwoViewBatch operator()(const std::vector<int64_t>& indices, torch::Generator& generator,
@@ -66,7 +67,7 @@ struct TrainSource {
       }
     }
     if (images.empty()) return {};
-    return {transform(images, generator), torch::Tensor(), torch::tensor(labels, torch::kLong),
+    return {view(images, generator), torch::Tensor(), torch::tensor(labels, torch::kLong),
             torch::tensor(kept, torch::kLong)};
   }
 };
@@ -94,31 +95,24 @@ void load_pretrained(simsiam::ResNet& backbone, const Config& config) {
   }
 }
 
-/// Top-1 and top-5 of backbone + fc on DATA/val (every rank evaluates all, as main_lincls.py).
+/// Top-1 and top-5 of backbone + fc on DATA/val, Resize + CenterCrop views decoded by the
+/// loader's threads. Every rank evaluates all of it, as main_lincls.py: no collective.
 std::pair<double, double> validate(simsiam::ResNet& backbone, torch::nn::Linear& fc,
-                                   const simsiam::ImageFolder& val, int64_t size,
-                                   torch::Device device) {
+                                   simsiam::Loader<OneViewSource>& val, torch::Device device) {
   torch::NoGradGuard no_grad;
   fc->eval();
   double top1 = 0, top5 = 0;
   int64_t count = 0;
-  constexpr int64_t kBatch = 256;
-  for (int64_t start = 0; start < val.size(); start += kBatch) {
-    std::vector<torch::Tensor> images;
-    std::vector<int64_t> labels;
-    for (int64_t i = start; i < std::min(val.size(), start + kBatch); ++i) {
-      images.push_back(imagenet::center_view(simsiam::decode_image(val.read(i)), size));
-      labels.push_back(val.label(i));
-    }
-    const auto logits =
-        fc->forward(backbone->forward(imagenet::to_input(torch::stack(images)).to(device)));
-    const auto target = torch::tensor(labels, torch::kLong);
-    const auto n = static_cast<double>(labels.size());
-    top1 += simsiam::topk_accuracy(logits, target, 1) * n;
-    top5 += simsiam::topk_accuracy(logits, target, 5) * n;
-    count += static_cast<int64_t>(labels.size());
+  val.set_epoch(0);
+  while (auto batch = val.next()) {
+    const auto logits = fc->forward(backbone->forward(batch->view1.to(device, true)));
+    const auto n = static_cast<double>(batch->labels.size(0));
+    top1 += simsiam::topk_accuracy(logits, batch->labels, 1) * n;
+    top5 += simsiam::topk_accuracy(logits, batch->labels, 5) * n;
+    count += batch->labels.size(0);
   }
   fc->train();
+  TORCH_CHECK(count > 0, "no readable validation images");
   return {top1 / static_cast<double>(count), top5 / static_cast<double>(count)};
 }
 
@@ -180,11 +174,32 @@ int run(const Config& config) {
   loader_options.drop_last = false;
   loader_options.rank = ranks.rank();
   loader_options.world_size = ranks.world();
-  simsiam::Loader<TrainSource> loader(
-      TrainSource{std::move(train),
-                  A::Compose(A::RandomResizedCrop(config.image_size), A::RandomHorizontalFlip(),
-                             A::Normalize(A::kImageNetMean, A::kImageNetStd))},
+  const auto train_transform =
+      A::Compose(A::RandomResizedCrop(config.image_size), A::RandomHorizontalFlip(),
+                 A::Normalize(A::kImageNetMean, A::kImageNetStd));
+  simsiam::Loader<OneViewSource> loader(
+      OneViewSource{
+          std::move(train),
+          [train_transform](const std::vector<torch::Tensor>& images, torch::Generator& generator) {
+            return train_transform(images, generator);
+          }},
       loader_options);
+  auto val_options = loader_options;
+  val_options.shuffle = false;
+  val_options.rank = 0;
+  val_options.world_size = 1;
+  val_options.batch_size = 256;
+  const int64_t size = config.image_size;
+  simsiam::Loader<OneViewSource> val_loader(
+      OneViewSource{std::move(val),
+                    [size](const std::vector<torch::Tensor>& images, torch::Generator&) {
+                      std::vector<torch::Tensor> views;
+                      for (const auto& image : images) {
+                        views.push_back(imagenet::center_view(image, size));
+                      }
+                      return imagenet::to_input(torch::stack(views));
+                    }},
+      val_options);
   if (ranks.main()) {
     std::printf(
         "linear evaluation of %s (%s) on %lld classes: total batch %lld, lr %.4g, %s, "
@@ -199,7 +214,14 @@ int run(const Config& config) {
     loader.set_epoch(epoch);
     double loss_sum = 0;
     int64_t steps = 0;
-    while (auto batch = loader.next()) {
+    while (true) {
+      auto batch = loader.next();
+      if (ranks.group) {  // a rank whose loader skipped a batch of bad images ends the epoch
+        std::vector<torch::Tensor> have{torch::full({1}, batch ? 1.0 : 0.0, torch::kDouble)};
+        ranks.group->all_reduce_sum(have);
+        if (have[0].item<double>() < static_cast<double>(ranks.world())) break;
+      }
+      if (!batch) break;
       torch::Tensor features;
       {
         torch::NoGradGuard no_grad;
@@ -219,7 +241,7 @@ int run(const Config& config) {
                     static_cast<long long>(loader.batches_per_epoch()), loss_sum / steps);
       }
     }
-    std::tie(top1, top5) = validate(backbone, fc, val, config.image_size, device);
+    std::tie(top1, top5) = validate(backbone, fc, val_loader, device);
     best1 = std::max(best1, top1);
     if (ranks.main()) {
       std::printf("epoch %lld: loss %.4f, val top-1 %.2f%%, top-5 %.2f%% (best top-1 %.2f%%)\n",

@@ -26,6 +26,7 @@ kill -9 "$pid" 2> /dev/null || true
 wait "$pid" 2> /dev/null || true
 run="$(echo "$work"/runs/*)"
 [[ -f "$run/checkpoint_0000.pt" ]] || { cat "$work/first.log"; fail "no checkpoint_0000.pt"; }
+grep -q "^done:" "$work/first.log" && fail "the first run finished before it was killed"
 echo "killed after epoch 1 checkpoint ($(ls "$run" | tr '\n' ' '))"
 
 "$pretrain" "$work/data" "${common[@]}" --epochs 3 -b 20 --lr 0.05 --knn-per-class 2 -p 5 \

@@ -10,7 +10,8 @@ import torchvision
 
 
 def main(out):
-    state = torch.load(f"{out}/backbone_cpp.pt")
+    # weights_only: PyTorch's default since 2.6, which refuses anything but tensors and containers
+    state = torch.load(f"{out}/backbone_cpp.pt", weights_only=True)
     net = torchvision.models.resnet.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
     result = net.load_state_dict(state, strict=False)
     assert sorted(result.missing_keys) == ["fc.bias", "fc.weight"], result.missing_keys

@@ -232,3 +232,30 @@ TEST_CASE("the trainer runs LARS, bfloat16 autocast and channels_last on CPU", "
   CHECK(after.is_contiguous(at::MemoryFormat::ChannelsLast));
   CHECK_FALSE(torch::equal(before, after));
 }
+
+TEST_CASE("view_transform augments both views on the device, the same way on every run",
+          "[train][trainer]") {
+  // Noise drawn from the step's generator: two runs agree bit for bit, and differ from a run
+  // without the transform.
+  const auto run = [](bool transform) {
+    auto model = T::tiny_model(0);
+    auto loader = T::tiny_loader();
+    auto sgd = simsiam::make_sgd(model, kRecipe);
+    auto schedule = simsiam::make_cosine_schedule(sgd, kRecipe, 1);
+    auto options = T::quiet_options(1, "");
+    int64_t calls = 0;
+    if (transform) {
+      options.view_transform([&calls](const torch::Tensor& views, torch::Generator& generator) {
+        ++calls;
+        return views + 0.5 * torch::randn(views.sizes(), generator);
+      });
+    }
+    simsiam::Trainer trainer(model, loader, sgd, &schedule, options);
+    trainer.fit();
+    CHECK(calls == (transform ? 6 : 0));  // 3 steps x 2 views
+    return model;
+  };
+  const auto first = run(true), second = run(true), plain = run(false);
+  CHECK(T::identical(*first, *second));
+  CHECK_FALSE(T::identical(*first, *plain));
+}

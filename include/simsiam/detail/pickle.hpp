@@ -55,6 +55,12 @@ class TorchSaveReader {
     }
     TORCH_CHECK(reader_->hasRecord("data.pkl"), "simsiam: '", path_,
                 "' is a zip archive without data.pkl: not written by torch.save");
+    if (reader_->hasRecord("byteorder")) {  // PyTorch >= 2.1 records it
+      auto [order, length] = reader_->getRecord("byteorder");
+      const std::string text(static_cast<const char*>(order.get()), length);
+      TORCH_CHECK(text == "little", "simsiam: '", path_, "' was written on a ", text,
+                  "-endian machine; only little-endian files are read");
+    }
     auto [data, size] = reader_->getRecord("data.pkl");
     bytes_ = static_cast<const uint8_t*>(data.get());
     size_ = size;
@@ -92,8 +98,14 @@ class TorchSaveReader {
       text += c;
     }
   }
+  c10::IValue& top() {
+    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) {
+      fail("stack underflow");
+    }
+    return stack_.back();
+  }
   c10::IValue pop() {
-    if (stack_.empty()) fail("stack underflow");
+    top();  // checks
     auto value = std::move(stack_.back());
     stack_.pop_back();
     return value;
@@ -102,6 +114,7 @@ class TorchSaveReader {
     if (marks_.empty()) fail("no MARK");
     const size_t mark = marks_.back();
     marks_.pop_back();
+    if (mark > stack_.size()) fail("MARK above the stack");
     std::vector<c10::IValue> items(std::make_move_iterator(stack_.begin() + mark),
                                    std::make_move_iterator(stack_.end()));
     stack_.resize(mark);
@@ -120,6 +133,7 @@ class TorchSaveReader {
   }
   void set_items(std::vector<c10::IValue> items) {
     if (stack_.empty() || !stack_.back().isGenericDict()) fail("SETITEMS on a non-dict");
+    if (items.size() % 2 != 0) fail("SETITEMS with an odd number of items");
     auto dict = stack_.back().toGenericDict();
     for (size_t i = 0; i + 1 < items.size(); i += 2) {
       dict.insert_or_assign(std::move(items[i]), std::move(items[i + 1]));

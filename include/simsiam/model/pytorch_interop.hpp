@@ -9,6 +9,9 @@
 /// `module.predictor.*` -> `predictor.*`. The backbones already use torchvision's names.
 #pragma once
 
+#include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -157,9 +160,25 @@ inline void save_torchvision_backbone(const torch::nn::Module& backbone, const s
   for (const auto& item : backbone.named_buffers()) {
     state.insert(item.key(), item.value().cpu().contiguous());
   }
-  const auto bytes = torch::pickle_save(c10::IValue(state));
-  detail::write_file_atomically(std::string(bytes.begin(), bytes.end()), path,
-                                "simsiam::save_torchvision_backbone");
+  // torch::pickle_save would wrap the dict in torch.jit._pickle.restore_type_tag, which
+  // torch.load(weights_only=True), PyTorch's default since 2.6, refuses: pickle it untagged.
+  std::string pickle;
+  torch::jit::Pickler pickler([&](const char* data, size_t size) { pickle.append(data, size); },
+                              nullptr, nullptr, nullptr, nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(c10::IValue(state));
+  pickler.stop();
+  std::string archive;
+  {
+    caffe2::serialize::PyTorchStreamWriter writer([&](const void* data, size_t size) {
+      archive.append(static_cast<const char*>(data), size);
+      return size;
+    });
+    torch::jit::writeArchiveAndTensors("data", pickle.data(), pickle.size(), pickler.tensorData(),
+                                       writer);
+    writer.writeEndOfFile();
+  }
+  detail::write_file_atomically(archive, path, "simsiam::save_torchvision_backbone");
 }
 
 /// Loads a torchvision-named backbone state dict written by torch.save (a plain state dict, or

@@ -99,6 +99,9 @@ struct KnnMonitorOptions {
   /// Feature extraction batch and input transform (e.g. uint8 -> normalised float).
   TORCH_ARG(int64_t, batch_size) = 1024;
   TORCH_ARG(BatchTransform, transform) = nullptr;
+  /// With several ranks: the images given are already this rank's share (each rank holds
+  /// only its part of a large bank), so they are embedded as they are; none may be empty.
+  TORCH_ARG(bool, presharded) = false;
 };
 
 /// The weighted kNN top-1 of backbone features (bank: labelled training images; queries:
@@ -146,12 +149,13 @@ class KnnMonitor : public Hook {
                                      .transform(options.transform());
     const int64_t world = distributed::world_size(communicator);
     // The same check on every rank, before any collective: no rank may hold an empty shard.
-    TORCH_CHECK(bank_images_.size(0) >= world && query_images_.size(0) >= world,
+    const int64_t needed = options.presharded() ? 1 : world;
+    TORCH_CHECK(bank_images_.size(0) >= needed && query_images_.size(0) >= needed,
                 "simsiam::KnnMonitor: expected at least one bank and one query image per rank (",
                 world, " ranks), got ", bank_images_.size(0), " bank and ", query_images_.size(0),
                 " query images");
     const auto shard = [&](const torch::Tensor& rows) {
-      if (world == 1) return rows;
+      if (world == 1 || options.presharded()) return rows;
       return rows.index_select(
           0, torch::arange(distributed::rank(communicator), rows.size(0), world,
                            torch::TensorOptions().dtype(torch::kLong).device(rows.device())));

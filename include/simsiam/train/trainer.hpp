@@ -579,6 +579,17 @@ class Trainer {
       set_generator_state(options.device(), cuda);
     }
     if (const auto scaler = find("grad_scaler"); scaler.defined()) scaler_.load_state(scaler);
+    // A run killed between writing checkpoint.pt and copying it to its numbered name gets the
+    // copy now.
+    if (options.keep_checkpoints() && is_main_rank() && !options.run_dir().empty()) {
+      const auto kept =
+          std::filesystem::path(options.run_dir()) / detail::checkpoint_name(checkpoint.epoch - 1);
+      if (checkpoint.epoch > 0 && !std::filesystem::exists(kept)) {
+        std::filesystem::copy_file(options.resume(), kept.string() + ".tmp",
+                                   std::filesystem::copy_options::overwrite_existing);
+        std::filesystem::rename(kept.string() + ".tmp", kept);
+      }
+    }
     last_checkpoint_ = options.resume();
     last_checkpoint_epoch_ = checkpoint.epoch;
   }
