@@ -40,6 +40,7 @@ struct Config : imagenet::CommonFlags {
   int64_t pred_dim = 512;
   bool fix_pred_lr = true;
   // Beyond the official flags.
+  int64_t warmup_epochs = -1;  // -1: 10 for a total batch of 1024 or more (the paper), else 0
   std::string out = "runs";
   bool no_amp = false, no_channels_last = false;  // both on for CUDA, off for CPU
   int64_t knn_every = 1;
@@ -58,7 +59,8 @@ simsiam::RunConfig run_config(const Config& c) {
           {"dim", std::to_string(c.dim)},
           {"pred_dim", std::to_string(c.pred_dim)},
           {"fix_pred_lr", c.fix_pred_lr ? "true" : "false"},
-          {"image_size", std::to_string(c.image_size)}};
+          {"image_size", std::to_string(c.image_size)},
+          {"warmup_epochs", std::to_string(c.warmup_epochs)}};
 }
 
 std::string new_run_dir(const std::string& out) {
@@ -126,7 +128,10 @@ int run(Config config) {
                           .batch_size(config.batch_size)
                           .momentum(config.momentum)
                           .weight_decay(config.weight_decay)
-                          .fix_predictor_lr(config.fix_pred_lr);
+                          .fix_predictor_lr(config.fix_pred_lr)
+                          .warmup(config.warmup_epochs >= 0   ? config.warmup_epochs
+                                  : config.batch_size >= 1024 ? 10
+                                                              : 0);
   auto sgd = simsiam::make_sgd(model, recipe);
   auto schedule = simsiam::make_cosine_schedule(sgd, recipe, config.epochs);
   const std::string run_dir = !ranks.main() ? ""
@@ -232,6 +237,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--fix-pred-lr,!--no-fix-pred-lr", config.fix_pred_lr,
                "Keep the predictor at the initial lr (the paper's setting; on by default)");
+  app.add_option("--warmup-epochs", config.warmup_epochs,
+                 "Linear warmup epochs (-1: 10 for a total batch >= 1024, as the paper, else 0)")
+      ->capture_default_str();
   app.add_option("--out", config.out, "Where run folders are created")->capture_default_str();
   app.add_flag("--no-amp", config.no_amp, "No mixed precision (it is on for CUDA)");
   app.add_flag("--no-channels-last", config.no_channels_last,
