@@ -74,19 +74,6 @@ inline void add_common_flags(CLI::App& app, CommonFlags& flags, const char* data
   app.add_option("--threads", flags.threads, "LibTorch threads (0: LibTorch's default)");
 }
 
-/// Runs `body`; a failure becomes one line on stderr and exit status 1.
-template <class Body>
-int report_failures(const char* program, Body&& body) {
-  try {
-    return body();
-  } catch (const c10::Error& e) {
-    std::fprintf(stderr, "%s: %s\n", program, e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", program, e.what());
-  }
-  return 1;
-}
-
 /// --arch: torchvision's ResNets, and resnet10 (BasicBlocks [1, 1, 1, 1]) for quick runs.
 inline simsiam::ResNet make_backbone(const std::string& arch) {
   if (arch == "resnet10") {

@@ -18,6 +18,7 @@
 #include <simsiam/augment/presets.hpp>
 #include <simsiam/data/idx.hpp>
 #include <simsiam/data/loader.hpp>
+#include <simsiam/detail/file.hpp>
 #include <simsiam/simsiam.hpp>
 #include <simsiam/train/allocator.hpp>
 #ifdef SIMSIAM_EXAMPLE_DISTRIBUTED
@@ -28,14 +29,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "../common/run.hpp"
 
 namespace {
 
@@ -68,21 +69,14 @@ struct Config {
   int64_t train_subset = 0;  // 0: all 60,000 images
 };
 
-/// A number as text that tells any two doubles apart.
-std::string exact(double value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.17g", value);
-  return text;
-}
-
 /// The settings that define the run: a checkpoint written with others is refused on resume.
 simsiam::RunConfig run_config(const Config& c) {
   std::string widths;
   for (const auto w : c.widths) widths += (widths.empty() ? "" : "-") + std::to_string(w);
   return {{"batch_size", std::to_string(c.batch_size)},
           {"widths", widths},
-          {"base_lr", exact(c.base_lr)},
-          {"weight_decay", exact(c.weight_decay)},
+          {"base_lr", examples::exact(c.base_lr)},
+          {"weight_decay", examples::exact(c.weight_decay)},
           {"dim", std::to_string(c.dim)},
           {"pred_dim", std::to_string(c.pred_dim)},
           {"seed", std::to_string(c.seed)},
@@ -93,18 +87,6 @@ simsiam::RunConfig run_config(const Config& c) {
 torch::Tensor to_input(const torch::Tensor& images) {
   return A::functional::normalize(images.to(torch::kFloat).div(255), A::kFashionMnistMean,
                                   A::kFashionMnistStd);
-}
-
-/// A new folder runs/fashion_mnist-YYYYmmdd-HHMMSS (with a suffix if it exists).
-std::string new_run_dir(const std::string& out) {
-  const std::time_t now = std::time(nullptr);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
-  std::string dir = out + "/fashion_mnist-" + stamp;
-  for (int i = 2; std::filesystem::exists(dir); ++i) {
-    dir = out + "/fashion_mnist-" + stamp + "-" + std::to_string(i);
-  }
-  return dir;
 }
 
 struct Scores {
@@ -141,13 +123,7 @@ void write_results(const std::string& path, const Scores& random, const Scores& 
        << ",\n  \"probe_top5_random_init\": " << random.probe_top5
        << ",\n  \"epochs\": " << result.epochs_completed << ",\n  \"steps\": " << result.steps
        << ",\n  \"minutes\": " << minutes << "\n}\n";
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    out << json.str();
-    TORCH_CHECK(out.good(), "cannot write '", temporary, "'");
-  }
-  std::filesystem::rename(temporary, path);
+  simsiam::detail::write_file_atomically(json.str(), path, "fashion_mnist");
 }
 
 /// The processes of a run started by simsiam_launch or torchrun (WORLD_SIZE > 1), or null.
@@ -201,7 +177,7 @@ int run(const Config& config) {
   // Rank 0 writes the run folder; the other ranks write nothing.
   const std::string run_dir = !main_rank ? ""
                               : config.resume.empty()
-                                  ? new_run_dir(config.out)
+                                  ? examples::new_run_dir(config.out, "fashion_mnist")
                                   : std::filesystem::absolute(config.resume).parent_path().string();
 
   simsiam::ConvNet backbone(simsiam::ConvNetOptions(1).widths(config.widths));
@@ -334,12 +310,5 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
-  try {
-    return run(config);
-  } catch (const c10::Error& e) {
-    std::cerr << "fashion_mnist: " << e.what_without_backtrace() << "\n";
-  } catch (const std::exception& e) {
-    std::cerr << "fashion_mnist: " << e.what() << "\n";
-  }
-  return 1;
+  return examples::report_failures("fashion_mnist", [&] { return run(config); });
 }

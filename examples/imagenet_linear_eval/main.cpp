@@ -13,6 +13,7 @@
 //   simsiam_launch --nproc 8 imagenet_linear_eval --pretrained ... DATA
 #include <CLI/CLI.hpp>
 #include <simsiam/data/loader.hpp>
+#include <simsiam/detail/file.hpp>
 #include <simsiam/model/pytorch_interop.hpp>
 #include <simsiam/simsiam.hpp>
 #include <simsiam/train/allocator.hpp>
@@ -20,12 +21,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <sstream>
 #include <string>
 
 #include "../common/imagenet.hpp"
+#include "../common/run.hpp"
 
 namespace {
 
@@ -271,9 +272,8 @@ int run(const Config& config) {
     json << "{\n  \"top1\": " << top1 << ",\n  \"top5\": " << top5
          << ",\n  \"best_top1\": " << best1 << ",\n  \"epochs\": " << config.epochs
          << ",\n  \"backbone_unchanged\": true,\n  \"chance\": " << 1.0 / num_classes << "\n}\n";
-    const std::string path = config.out + "/linear_eval.json";
-    std::ofstream(path + ".tmp") << json.str();
-    std::filesystem::rename(path + ".tmp", path);
+    simsiam::detail::write_file_atomically(json.str(), config.out + "/linear_eval.json",
+                                           "imagenet_linear_eval");
   }
   return 0;
 }
@@ -296,5 +296,5 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--out", config.out, "Folder for linear_eval.json");
   CLI11_PARSE(app, argc, argv);
-  return imagenet::report_failures("imagenet_linear_eval", [&] { return run(config); });
+  return examples::report_failures("imagenet_linear_eval", [&] { return run(config); });
 }

@@ -23,11 +23,11 @@
 
 #include <chrono>
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <string>
 
 #include "../common/imagenet.hpp"
+#include "../common/run.hpp"
 
 namespace {
 
@@ -49,29 +49,15 @@ struct Config : imagenet::CommonFlags {
 };
 
 simsiam::RunConfig run_config(const Config& c) {
-  char lr[32], wd[32];
-  std::snprintf(lr, sizeof lr, "%.17g", c.lr);
-  std::snprintf(wd, sizeof wd, "%.17g", c.weight_decay);
   return {{"arch", c.arch},
           {"batch_size", std::to_string(c.batch_size)},
-          {"lr", lr},
-          {"weight_decay", wd},
+          {"lr", examples::exact(c.lr)},
+          {"weight_decay", examples::exact(c.weight_decay)},
           {"dim", std::to_string(c.dim)},
           {"pred_dim", std::to_string(c.pred_dim)},
           {"fix_pred_lr", c.fix_pred_lr ? "true" : "false"},
           {"image_size", std::to_string(c.image_size)},
           {"warmup_epochs", std::to_string(c.warmup_epochs)}};
-}
-
-std::string new_run_dir(const std::string& out) {
-  const std::time_t now = std::time(nullptr);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&now));
-  std::string dir = out + "/imagenet_pretrain-" + stamp;
-  for (int i = 2; std::filesystem::exists(dir); ++i) {
-    dir = out + "/imagenet_pretrain-" + stamp + "-" + std::to_string(i);
-  }
-  return dir;
 }
 
 /// Keeps the crop's output as it is: the rest of the augmentations runs on the GPU.
@@ -136,7 +122,7 @@ int run(Config config) {
   auto schedule = simsiam::make_cosine_schedule(sgd, recipe, config.epochs);
   const std::string run_dir = !ranks.main() ? ""
                               : config.resume.empty()
-                                  ? new_run_dir(config.out)
+                                  ? examples::new_run_dir(config.out, "imagenet_pretrain")
                                   : std::filesystem::absolute(config.resume).parent_path().string();
   auto options = simsiam::TrainerOptions()
                      .epochs(config.epochs)
@@ -250,5 +236,5 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--index-cache", config.index_cache, "File caching the scan of DATA/train");
   CLI11_PARSE(app, argc, argv);
-  return imagenet::report_failures("imagenet_pretrain", [&] { return run(config); });
+  return examples::report_failures("imagenet_pretrain", [&] { return run(config); });
 }
