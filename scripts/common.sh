@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Shared by scripts/quickstart.sh and scripts/test.sh: install missing Debian packages, then
 # configure and build SimSiam++ (Release) in build/. Meant to be sourced.
 set -euo pipefail
@@ -23,6 +24,15 @@ ensure_packages() {
     "${sudo[@]}" apt-get update -q
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
+}
+
+# "Debian 12, LibTorch 1.13.1, g++ 12.2.0": what this platform builds with.
+leg_description() {
+  local os torch gxx
+  os="$(. /etc/os-release && echo "$NAME $VERSION_ID")"
+  torch="$(dpkg-query -W -f='${Version}' libtorch-dev 2>/dev/null | sed 's/[+~-].*//')"
+  gxx="$(g++ -dumpfullversion 2>/dev/null)"
+  echo "$os, LibTorch ${torch:-?}, g++ ${gxx:-?}"
 }
 
 # Configures build/ (Release) with the options in "$@" and builds the targets in $TARGETS.

@@ -1,20 +1,42 @@
 #!/usr/bin/env bash
-# All tests: builds the library's tests, examples and benchmarks (Release), checks formatting,
-# runs the Catch2 suite and the find_package/add_subdirectory consumer builds with ctest; then
-# builds the suite again with AddressSanitizer + UndefinedBehaviorSanitizer (-O1, in
-# build-sanitize/) and runs it there. SIMSIAM_SKIP_SANITIZE=1 skips the second pass.
+# SPDX-License-Identifier: BSD-3-Clause
+# All tests, on both platforms:
+#   debian12  this machine: Debian 12, LibTorch 1.13, g++ 12, Catch2 v2 (build/), then the suite
+#             again under ASan + UBSan (build-sanitize/)
+#   debian13  a Debian 13 chroot made with debootstrap and kept in /var/cache/simsiam: LibTorch
+#             2.6, g++ 14, Catch2 v3 (build-debian13/)
+#   cross     a checkpoint of each platform resumed on the other equals that platform's own
+#             uninterrupted run
+# Each leg builds the tests, examples, benchmarks and tools and runs every ctest test (format
+# check, consumer builds, PyTorch interop, examples on miniature data). SIMSIAM_LEGS picks legs
+# (default "debian12 debian13 cross"); SIMSIAM_SKIP_SANITIZE=1 skips the sanitized pass.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-# python3-torch/-torchvision: the PyTorch side of the weight interoperability test.
-ensure_packages "${BASE_PACKAGES[@]}" catch2 nlohmann-json3-dev libbenchmark-dev clang-format \
-  dataset-fashion-mnist python3-torch python3-torchvision
-configure_and_build -DSIMSIAM_BUILD_TESTS=ON -DSIMSIAM_BUILD_EXAMPLES=ON -DSIMSIAM_BUILD_BENCHMARKS=ON
-(cd "$BUILD" && ctest --output-on-failure -j "$(nproc)")
+source "$ROOT/scripts/chroot.sh"
+legs="${SIMSIAM_LEGS:-debian12 debian13 cross}"
+timings=()
+leg_done() { timings+=("$1: $(($SECONDS - $2)) s"); echo "== $1 passed in $(($SECONDS - $2)) s"; }
 
-if [[ "${SIMSIAM_SKIP_SANITIZE:-0}" != 1 ]]; then
-  SANITIZE_BUILD="${SIMSIAM_SANITIZE_BUILD_DIR:-$ROOT/build-sanitize}"
-  cmake -S "$ROOT" -B "$SANITIZE_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS=-O1 \
-    -DSIMSIAM_SANITIZE=ON -DSIMSIAM_BUILD_EXAMPLES=OFF -DSIMSIAM_BUILD_BENCHMARKS=OFF \
-    -DSIMSIAM_INSTALL=OFF
-  cmake --build "$SANITIZE_BUILD" -j "$(nproc)"
-  (cd "$SANITIZE_BUILD" && ctest --output-on-failure -j "$(nproc)")
+if [[ " $legs " == *" debian12 "* ]]; then
+  start=$SECONDS
+  bash "$ROOT/scripts/test_leg.sh"
+  leg_done "debian12 (LibTorch 1.13, g++ 12, Catch2 v2, + ASan/UBSan)" $start
 fi
+
+if [[ " $legs " == *" debian13 "* ]]; then
+  start=$SECONDS
+  ensure_debian13
+  SIMSIAM_CHROOT_ENV="SIMSIAM_BUILD_DIR=$ROOT/build-debian13 SIMSIAM_SKIP_SANITIZE=1 SIMSIAM_FORMAT_CHECK=0" \
+    in_chroot "$DEBIAN13_CHROOT" bash scripts/test_leg.sh
+  leg_done "debian13 (LibTorch 2.6, g++ 14, Catch2 v3)" $start
+fi
+
+if [[ " $legs " == *" cross "* ]]; then
+  start=$SECONDS
+  old="$BUILD/tests/simsiam_cross_version"
+  new="$ROOT/build-debian13/tests/simsiam_cross_version"
+  [[ -x "$old" && -x "$new" ]] || { echo "cross: build both legs first ($old, $new)" >&2; exit 1; }
+  bash "$ROOT/tests/cross_version/run.sh" "$ROOT/build-debian13/cross-version" \
+    "LibTorch 1.13" "$old" "LibTorch 2.6" "bash $ROOT/scripts/in_chroot.sh debian13 $new"
+  leg_done "cross (checkpoints LibTorch 1.13 <-> 2.6)" $start
+fi
+printf '== %s\n' "${timings[@]}"

@@ -1,5 +1,5 @@
 // Precompiled header of the test suite: LibTorch and Catch2 are most of each file's compile time.
 #pragma once
 #include <torch/torch.h>
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 #include <nlohmann/json.hpp>

@@ -1,7 +1,7 @@
 // Batched augmentation operations against torchvision 0.14 (functional_tensor.py), per image.
 #include "simsiam/augment/functional.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "support/fixtures.hpp"
 
@@ -87,23 +87,23 @@ TEST_CASE("hue rotation by a full turn and colour ops on gray images are identit
 TEST_CASE("bad augmentation inputs fail clearly", "[augment][errors]") {
   const auto x = images("rgb");
   CHECK_THROWS_WITH(AF::adjust_brightness(torch::rand({3, 8, 8}), torch::ones({1})),
-                    Catch::Contains("expected images [B, C, H, W] with C = 1 or 3, got [3, 8, 8]"));
+                    Contains("expected images [B, C, H, W] with C = 1 or 3, got [3, 8, 8]"));
   CHECK_THROWS_WITH(AF::adjust_contrast(torch::rand({2, 2, 8, 8}), torch::ones({2})),
-                    Catch::Contains("with C = 1 or 3, got [2, 2, 8, 8]"));
+                    Contains("with C = 1 or 3, got [2, 2, 8, 8]"));
   CHECK_THROWS_WITH(AF::adjust_hue(x, torch::tensor({0.6f, 0.0f})),
-                    Catch::Contains("expected hue factors in [-0.5, 0.5]"));
+                    Contains("expected hue factors in [-0.5, 0.5]"));
   CHECK_THROWS_WITH(AF::adjust_saturation(x, torch::ones({3})),
-                    Catch::Contains("expected one factor per image ([2]) or one for all, got [3]"));
+                    Contains("expected one factor per image ([2]) or one for all, got [3]"));
   CHECK_THROWS_WITH(AF::gaussian_blur(x, 4, torch::ones({2})),
-                    Catch::Contains("expected an odd positive kernel size, got 4"));
+                    Contains("expected an odd positive kernel size, got 4"));
   CHECK_THROWS_WITH(AF::resized_crop(x, torch::tensor({{0L, 0L, 14L, 5L}, {0L, 0L, 2L, 2L}}), 4),
-                    Catch::Contains("expected boxes inside the 13x17 images"));
+                    Contains("expected boxes inside the 13x17 images"));
   CHECK_THROWS_WITH(AF::resized_crop(x, torch::zeros({2, 4}, torch::kLong), 0),
-                    Catch::Contains("expected size > 0, got 0"));
+                    Contains("expected size > 0, got 0"));
   CHECK_THROWS_WITH(AF::normalize(x, {0.5}, {0.5}),
-                    Catch::Contains("expected 3 means and stds for 3-channel images, got 1 and 1"));
+                    Contains("expected 3 means and stds for 3-channel images, got 1 and 1"));
   CHECK_THROWS_WITH(AF::adjust_brightness(x.to(torch::kLong), torch::ones({2})),
-                    Catch::Contains("expected floating-point images in [0, 1], got Long"));
+                    Contains("expected floating-point images in [0, 1], got Long"));
 }
 
 TEST_CASE("fused CPU hue rotation equals the tensor path on every hue sector", "[augment]") {

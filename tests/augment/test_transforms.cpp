@@ -2,7 +2,7 @@
 #include "simsiam/augment/transforms.hpp"
 
 #include <array>
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 #include <cmath>
 #include <random>
 #include <vector>
@@ -187,25 +187,25 @@ TEST_CASE("presets produce normalised float batches of the requested size", "[au
 }
 
 TEST_CASE("bad augmentation options fail at construction", "[augment][errors]") {
-  CHECK_THROWS_WITH(A::RandomResizedCrop(0), Catch::Contains("expected size > 0, got 0"));
+  CHECK_THROWS_WITH(A::RandomResizedCrop(0), Contains("expected size > 0, got 0"));
   CHECK_THROWS_WITH(
       A::RandomResizedCrop(32, {1.0, 0.2}),
-      Catch::Contains("expected scale (low, high) with 0 <= low <= high, got (1, 0.2)"));
+      Contains("expected scale (low, high) with 0 <= low <= high, got (1, 0.2)"));
   CHECK_THROWS_WITH(A::RandomResizedCrop(32, {0.2, 1.0}, {1.5, 0.5}),
-                    Catch::Contains("expected ratio (low, high)"));
+                    Contains("expected ratio (low, high)"));
   CHECK_THROWS_WITH(A::RandomGrayscale(1.5),
-                    Catch::Contains("expected a probability in [0, 1], got 1.5"));
+                    Contains("expected a probability in [0, 1], got 1.5"));
   CHECK_THROWS_WITH(A::RandomApply(A::RandomHorizontalFlip(), -0.1),
-                    Catch::Contains("expected a probability in [0, 1], got -0.1"));
+                    Contains("expected a probability in [0, 1], got -0.1"));
   CHECK_THROWS_WITH(A::ColorJitter(0.4, 0.4, 0.4, 0.6),
-                    Catch::Contains("expected hue in [0, 0.5], got 0.6"));
-  CHECK_THROWS_WITH(A::GaussianBlur({2.0, 0.1}), Catch::Contains("expected sigma (low, high)"));
+                    Contains("expected hue in [0, 0.5], got 0.6"));
+  CHECK_THROWS_WITH(A::GaussianBlur({2.0, 0.1}), Contains("expected sigma (low, high)"));
   auto gen = generator(0);
   CHECK_THROWS_WITH(
       A::RandomResizedCrop(8)(torch::rand({2, 4, 8, 8}), gen),
-      Catch::Contains("expected images [B, C, H, W] with C = 1 or 3, got [2, 4, 8, 8]"));
+      Contains("expected images [B, C, H, W] with C = 1 or 3, got [2, 4, 8, 8]"));
   CHECK_THROWS_WITH(A::RandomResizedCrop(8, {0.2, 1.0}, {0.75, 1.33}, torch::kLong),
-                    Catch::Contains("expected a floating-point output dtype, got Long"));
+                    Contains("expected a floating-point output dtype, got Long"));
 }
 
 TEST_CASE("ColorJitter's fused CPU path equals its tensor path for the same draws", "[augment]") {
@@ -256,5 +256,5 @@ TEST_CASE("TwoViews on CPU chunks: same views for a seed at any thread count", "
   CHECK(A::detail::auto_chunk(torch::empty({512, 3, 32, 32}, torch::kUInt8)) == 0);
   CHECK(A::detail::auto_chunk(torch::empty({8, 3, 96, 96}, torch::kUInt8)) == 9);
   CHECK_THROWS_WITH(A::TwoViews<decltype(pipeline)>(pipeline, A::TwoViewsOptions{0, -2}),
-                    Catch::Contains("expected cpu_chunk >= 0 (0 = whole batch)"));
+                    Contains("expected cpu_chunk >= 0 (0 = whole batch)"));
 }

@@ -1,7 +1,7 @@
 // ConvNet: the quick start's small backbone.
 #include "simsiam/backbones/convnet.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 TEST_CASE("ConvNet maps images to feature_dim() features with BN after every conv", "[convnet]") {
   simsiam::ConvNet net(simsiam::ConvNetOptions(1).widths({8, 16, 24}));
@@ -20,10 +20,10 @@ TEST_CASE("ConvNet maps images to feature_dim() features with BN after every con
 TEST_CASE("bad ConvNet options and inputs fail clearly", "[convnet][errors]") {
   CHECK_THROWS_WITH(
       simsiam::ConvNet(simsiam::ConvNetOptions(1).widths({})),
-      Catch::Contains("expected in_channels > 0 and a non-empty list of positive widths"));
+      Contains("expected in_channels > 0 and a non-empty list of positive widths"));
   CHECK_THROWS_WITH(simsiam::ConvNet(simsiam::ConvNetOptions(1).widths({8, 0})),
-                    Catch::Contains("widths=[8, 0]"));
+                    Contains("widths=[8, 0]"));
   simsiam::ConvNet net;
   CHECK_THROWS_WITH(net->forward(torch::randn({2, 3, 28, 28})),
-                    Catch::Contains("expected images of shape [B, 1, H, W], got [2, 3, 28, 28]"));
+                    Contains("expected images of shape [B, 1, H, W], got [2, 3, 28, 28]"));
 }

@@ -1,7 +1,7 @@
 // ResNets against torchvision 0.14: names, shapes, counts, initialisation, forward and backward.
 #include "simsiam/backbones/resnet.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "support/fixtures.hpp"
 
@@ -132,11 +132,11 @@ TEST_CASE("CIFAR stem keeps 32x32 inputs at full resolution until layer2", "[res
 
 TEST_CASE("bad ResNet options and inputs fail clearly", "[resnet][errors]") {
   CHECK_THROWS_WITH(simsiam::ResNetOptions(20),
-                    Catch::Contains("expected depth 18, 34, 50, 101 or 152, got 20"));
+                    Contains("expected depth 18, 34, 50, 101 or 152, got 20"));
   CHECK_THROWS_WITH(
       simsiam::ResNet(simsiam::ResNetOptions(simsiam::ResNetBlock::kBasic, {2, 2, 2})),
-      Catch::Contains("expected 4 stages of at least one block each, got [2, 2, 2]"));
+      Contains("expected 4 stages of at least one block each, got [2, 2, 2]"));
   auto net = simsiam::resnet18();
   CHECK_THROWS_WITH(net->forward(torch::randn({2, 1, 32, 32})),
-                    Catch::Contains("expected images of shape [B, 3, H, W], got [2, 1, 32, 32]"));
+                    Contains("expected images of shape [B, 3, H, W], got [2, 1, 32, 32]"));
 }

@@ -11,6 +11,9 @@
 #include <filesystem>
 #include <fstream>
 
+static_assert(SIMSIAM_VERSION == EXPECTED_VERSION_NUMBER,
+              "SIMSIAM_VERSION disagrees with the package version");
+
 int main() {
   if (std::strcmp(simsiam::kVersion, EXPECTED_VERSION) != 0) {
     std::fprintf(stderr, "version mismatch: header %s, package %s\n", simsiam::kVersion,

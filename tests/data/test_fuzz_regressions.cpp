@@ -1,7 +1,7 @@
 // Replays the inputs kept from fuzzing (tests/fuzz/regressions/, see scripts/fuzz.sh) and the
 // image fixtures, cut and corrupted, through every reader: each decodes or fails with a
 // c10::Error, never anything else. Under SIMSIAM_SANITIZE this runs with ASan and UBSan.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 #include <filesystem>
 #include <string>
 

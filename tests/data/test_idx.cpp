@@ -3,7 +3,7 @@
 
 #include <zlib.h>
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -90,22 +90,22 @@ TEST_CASE("read_idx converts big-endian int32 and float values", "[idx]") {
 TEST_CASE("malformed IDX files fail with the path and the reason", "[idx][errors]") {
   TempDir dir;
   CHECK_THROWS_WITH(simsiam::read_idx(dir.file("missing.gz")),
-                    Catch::Contains("cannot open '" + dir.file("missing.gz") + "': no such file"));
+                    Contains("cannot open '" + dir.file("missing.gz") + "': no such file"));
   write_raw(dir.file("magic"), std::string("\x1f\x00\x08\x01", 4) + ubyte_payload(8));
   CHECK_THROWS_WITH(simsiam::read_idx(dir.file("magic")),
-                    Catch::Contains("is not an IDX file: expected a magic number 00 00 <type> "
+                    Contains("is not an IDX file: expected a magic number 00 00 <type> "
                                     "<1..8 dims>, got 31 0 8 1"));
   write_raw(dir.file("type"), header(0x07, {4}) + ubyte_payload(4));
-  CHECK_THROWS_WITH(simsiam::read_idx(dir.file("type")), Catch::Contains("got 0x7"));
+  CHECK_THROWS_WITH(simsiam::read_idx(dir.file("type")), Contains("got 0x7"));
   write_gz(dir.file("short.gz"), header(0x08, {10, 10}) + ubyte_payload(99));
   CHECK_THROWS_WITH(simsiam::read_idx(dir.file("short.gz")),
-                    Catch::Contains("is truncated: expected 100 bytes of the values, got 99"));
+                    Contains("is truncated: expected 100 bytes of the values, got 99"));
   write_raw(dir.file("long"), header(0x08, {4}) + ubyte_payload(5));
   CHECK_THROWS_WITH(simsiam::read_idx(dir.file("long")),
-                    Catch::Contains("is longer than its header declares ([4])"));
+                    Contains("is longer than its header declares ([4])"));
   write_raw(dir.file("empty"), "");
   CHECK_THROWS_WITH(simsiam::read_idx(dir.file("empty")),
-                    Catch::Contains("is truncated: expected 4 bytes of the magic number, got 0"));
+                    Contains("is truncated: expected 4 bytes of the magic number, got 0"));
   // A gzip stream whose compressed body is damaged.
   write_gz(dir.file("corrupt.gz"), header(0x08, {4000}) + ubyte_payload(4000));
   std::string gz;
@@ -115,7 +115,7 @@ TEST_CASE("malformed IDX files fail with the path and the reason", "[idx][errors
   }
   for (size_t i = 12; i < gz.size() - 8; i += 3) gz[i] = static_cast<char>(gz[i] ^ 0x5A);
   write_raw(dir.file("corrupt.gz"), gz);
-  CHECK_THROWS_WITH(simsiam::read_idx(dir.file("corrupt.gz")), Catch::Contains("is corrupt ("));
+  CHECK_THROWS_WITH(simsiam::read_idx(dir.file("corrupt.gz")), Contains("is corrupt ("));
 }
 
 TEST_CASE("gzip files cut in their trailer or with a wrong checksum are refused", "[idx][errors]") {
@@ -129,11 +129,11 @@ TEST_CASE("gzip files cut in their trailer or with a wrong checksum are refused"
   // Without its 8-byte trailer (CRC-32 and length) every value is there, but the file is cut.
   write_raw(dir.file("cut.gz"), gz.substr(0, gz.size() - 8));
   CHECK_THROWS_WITH(simsiam::read_idx(dir.file("cut.gz")),
-                    Catch::Contains("is truncated: the gzip stream ends before its end marker"));
+                    Contains("is truncated: the gzip stream ends before its end marker"));
   std::string bad_crc = gz;
   bad_crc[bad_crc.size() - 8] = static_cast<char>(bad_crc[bad_crc.size() - 8] ^ 0xFF);
   write_raw(dir.file("crc.gz"), bad_crc);
-  CHECK_THROWS_WITH(simsiam::read_idx(dir.file("crc.gz")), Catch::Contains("is corrupt ("));
+  CHECK_THROWS_WITH(simsiam::read_idx(dir.file("crc.gz")), Contains("is corrupt ("));
   // Two gzip members concatenated (as `cat a.gz b.gz` makes) are one file.
   const auto bytes = header(0x08, {6}) + ubyte_payload(6);
   write_gz(dir.file("a.gz"), bytes.substr(0, 7));
@@ -151,7 +151,7 @@ TEST_CASE("read_mnist names the files it looked for", "[idx][errors]") {
   TempDir dir;
   CHECK_THROWS_WITH(
       simsiam::read_mnist(dir.path.string(), true),
-      Catch::Contains("expected '" + dir.file("train-images-idx3-ubyte") + ".gz' or '" +
+      Contains("expected '" + dir.file("train-images-idx3-ubyte") + ".gz' or '" +
                       dir.file("train-images-idx3-ubyte") + "', found neither"));
 }
 

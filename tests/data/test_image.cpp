@@ -2,7 +2,7 @@
 // DCT-scaled decoding, and the errors for corrupt, truncated and non-image files.
 #include "simsiam/data/image.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -95,26 +95,26 @@ TEST_CASE("DCT-domain scaled decoding gives the downscaled image", "[data][image
   CHECK(simsiam::decode_jpeg(noisy, "x", 3).sizes() == torch::IntArrayRef({3, 24, 36}));
   CHECK(simsiam::decode_jpeg(noisy, "x", 7).sizes() == torch::IntArrayRef({3, 56, 84}));
   CHECK_THROWS_WITH(simsiam::decode_jpeg(bytes, "smooth", 9),
-                    Catch::Contains("expected a scale of 1 to 8 eighths, got 9"));
+                    Contains("expected a scale of 1 to 8 eighths, got 9"));
 }
 
 TEST_CASE("corrupt, truncated and non-image files fail naming the file", "[data][image][errors]") {
   const auto png = bytes_of("rgb8.png");
   CHECK_THROWS_WITH(simsiam::decode_png(png.substr(0, png.size() - 20), "'cut.png'"),
-                    Catch::Contains("'cut.png' is truncated"));
+                    Contains("'cut.png' is truncated"));
   auto flipped = png;
   flipped[45] = static_cast<char>(flipped[45] ^ 0x10);  // inside IDAT's data
   CHECK_THROWS_WITH(simsiam::decode_png(flipped, "'bad.png'"),
-                    Catch::Contains("'bad.png' is corrupt: the CRC of its IDAT chunk"));
+                    Contains("'bad.png' is corrupt: the CRC of its IDAT chunk"));
   const auto jpeg = bytes_of("rgb420.jpg");
   CHECK_THROWS_WITH(simsiam::decode_jpeg(jpeg.substr(0, jpeg.size() / 2), "'cut.jpg'"),
-                    Catch::Contains("'cut.jpg' is truncated"));
+                    Contains("'cut.jpg' is truncated"));
   CHECK_THROWS_WITH(simsiam::decode_image("plain text, not pixels", "'notes.JPEG'"),
-                    Catch::Contains("'notes.JPEG' is not a JPEG or PNG image"));
+                    Contains("'notes.JPEG' is not a JPEG or PNG image"));
   CHECK_THROWS_WITH(simsiam::decode_image("", "'empty.JPEG'"),
-                    Catch::Contains("'empty.JPEG' is not a JPEG or PNG image (it is empty)"));
+                    Contains("'empty.JPEG' is not a JPEG or PNG image (it is empty)"));
   CHECK_THROWS_WITH(simsiam::read_image("/nonexistent/x.JPEG"),
-                    Catch::Contains("cannot open '/nonexistent/x.JPEG': no such file"));
+                    Contains("cannot open '/nonexistent/x.JPEG': no such file"));
   CHECK_THROWS_WITH(simsiam::encode_png(torch::zeros({2, 4, 4}, torch::kUInt8)),
-                    Catch::Contains("expected a uint8 image [C, H, W] with C = 1 or 3"));
+                    Contains("expected a uint8 image [C, H, W] with C = 1 or 3"));
 }

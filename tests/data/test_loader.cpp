@@ -4,7 +4,7 @@
 
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -111,14 +111,14 @@ TEST_CASE("ImageFolder's index cache skips the scan until a class folder changes
 TEST_CASE("ImageFolder scanning errors name the path", "[data][folder][errors]") {
   const auto root = scratch("folder_errors");
   CHECK_THROWS_WITH(simsiam::ImageFolder((root / "missing").string()),
-                    Catch::Contains("missing' is not a directory"));
+                    Contains("missing' is not a directory"));
   CHECK_THROWS_WITH(simsiam::ImageFolder(root.string()),
-                    Catch::Contains("found no class folders in '" + root.string()));
+                    Contains("found no class folders in '" + root.string()));
   write(root / "cat" / "a.jpg", simsiam::encode_jpeg(photo(16, 16, 0.1)));
   write(root / "dog" / "readme.txt", "no images here");
   CHECK_THROWS_WITH(
       simsiam::ImageFolder(root.string()),
-      Catch::Contains("class folder '" + (root / "dog").string() + "' holds no image files"));
+      Contains("class folder '" + (root / "dog").string() + "' holds no image files"));
   fs::remove_all(root);
 }
 
@@ -162,13 +162,13 @@ TEST_CASE("CIFAR-10 batches read as [N, 3, 32, 32] with labels, and bad files fa
   CHECK(test.images[1][2][31][31].item<int>() == 101);  // blue plane of record 1
   write(dir / "cut.bin", records.substr(0, records.size() - 5));
   CHECK_THROWS_WITH(simsiam::read_cifar10_batch((dir / "cut.bin").string()),
-                    Catch::Contains("cut.bin' is truncated or not a CIFAR-10 binary batch"));
+                    Contains("cut.bin' is truncated or not a CIFAR-10 binary batch"));
   records[0] = 12;
   write(dir / "label.bin", records);
   CHECK_THROWS_WITH(simsiam::read_cifar10_batch((dir / "label.bin").string()),
-                    Catch::Contains("label 12 (expected 0-9)"));
+                    Contains("label 12 (expected 0-9)"));
   CHECK_THROWS_WITH(simsiam::read_cifar10(dir.string(), true),
-                    Catch::Contains("data_batch_1.bin': no such file"));
+                    Contains("data_batch_1.bin': no such file"));
   fs::remove_all(dir);
 }
 
@@ -190,7 +190,7 @@ TEST_CASE("shards equal PyTorch's DistributedSampler and cover the data", "[data
   CHECK(seen.size() == 1000);
   CHECK(simsiam::shard_indices(1000, 0, 4, 1, 3) != simsiam::shard_indices(1000, 0, 4, 1, 4));
   CHECK_THROWS_WITH(simsiam::shard_indices(10, 3, 3, 0, 0),
-                    Catch::Contains("expected 0 <= rank < world_size, got rank 3"));
+                    Contains("expected 0 <= rank < world_size, got rank 3"));
 }
 
 TEST_CASE("the loader is deterministic for a seed whatever the worker count", "[data][loader]") {
@@ -247,13 +247,13 @@ TEST_CASE("bad images met by the loader are skipped, named and limited", "[data]
     INFO(reported.back());
     REQUIRE(reported.size() == 2);
     std::sort(reported.begin(), reported.end());
-    CHECK_THAT(reported[0], Catch::Contains("truncated.jpg: ") && Catch::Contains("is truncated"));
-    CHECK_THAT(reported[1], Catch::Contains("zero.jpg: ") && Catch::Contains("(it is empty)"));
+    CHECK_THAT(reported[0], Contains("truncated.jpg: ") && Contains("is truncated"));
+    CHECK_THAT(reported[1], Contains("zero.jpg: ") && Contains("(it is empty)"));
   }
   options.max_bad_images = 1;
   simsiam::Loader<Source> strict(
       Source{simsiam::ImageFolder(root.string()), simsiam::DecodedViews{crop}, post}, options);
-  CHECK_THROWS_WITH(strict.next(), Catch::Contains("more than max_bad_images = 1"));
+  CHECK_THROWS_WITH(strict.next(), Contains("more than max_bad_images = 1"));
   // A file that disappears (or becomes unreadable) after the scan is skipped the same way.
   fs::remove(root / "dog" / "truncated.jpg");
   fs::remove(root / "emu" / "zero.jpg");
@@ -267,7 +267,7 @@ TEST_CASE("bad images met by the loader are skipped, named and limited", "[data]
   REQUIRE(batch);
   CHECK(batch->view1.size(0) == 6);
   REQUIRE(reported.size() == 1);
-  CHECK_THAT(reported[0], Catch::Contains("b.jpg: ") && Catch::Contains("no such file"));
+  CHECK_THAT(reported[0], Contains("b.jpg: ") && Contains("no such file"));
   if (geteuid() != 0) {  // root reads files whatever their permissions
     fs::permissions(root / "dog" / "d.jpeg", fs::perms::none);
     reported.clear();

@@ -5,7 +5,7 @@
 #include "simsiam/distributed/process_group.hpp"
 #include "simsiam/distributed/sync_batch_norm.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <chrono>
 #include <cmath>
@@ -150,7 +150,7 @@ TEST_CASE("convert_sync_batchnorm reaches every BatchNorm of the library's model
   // LibTorch's own BatchNorm cannot be switched in place: refused, by name.
   torch::nn::Sequential stock(torch::nn::Linear(3, 4), torch::nn::BatchNorm1d(4));
   CHECK_THROWS_WITH(D::convert_sync_batchnorm(*stock, &group),
-                    Catch::Contains("found torch::nn::BatchNorm at '1'"));
+                    Contains("found torch::nn::BatchNorm at '1'"));
 }
 
 TEST_CASE("gradients accumulated without sync then averaged equal one process's whole batch",
@@ -206,7 +206,7 @@ TEST_CASE("a peer that dies makes the other fail within the timeout, naming its 
   });
   CHECK(failure.codes == std::vector<int>{0, 3});
   CHECK(failure.seconds < 15.0);
-  CHECK_THAT(failure.message, Catch::Contains("all_reduce failed on rank 0 of 2"));
+  CHECK_THAT(failure.message, Contains("all_reduce failed on rank 0 of 2"));
 }
 
 TEST_CASE("two ranks train to identical weights; rank 0 alone writes; kNN over shards is exact",

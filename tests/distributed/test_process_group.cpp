@@ -5,7 +5,7 @@
 #include "simsiam/distributed/process_group.hpp"
 #include "simsiam/distributed/sync_batch_norm.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "support/ranks.hpp"
 
@@ -69,9 +69,9 @@ TEST_CASE("a peer that never joins fails the others within the timeout, naming r
   CHECK(failure.codes == std::vector<int>{0});
   CHECK(failure.seconds < 15.0);
   CHECK_THAT(failure.message,
-             Catch::Contains("rank 0 of 2 could not join the gloo process group at 127.0.0.1:" +
+             Contains("rank 0 of 2 could not join the gloo process group at 127.0.0.1:" +
                              std::to_string(port)) &&
-                 Catch::Contains("within 2000 ms"));
+                 Contains("within 2000 ms"));
 }
 
 TEST_CASE("distributed options from the environment are checked", "[distributed]") {
@@ -88,10 +88,10 @@ TEST_CASE("distributed options from the environment are checked", "[distributed]
   CHECK(options.master_port() == 23456);
   setenv("RANK", "4", 1);
   CHECK_THROWS_WITH(D::DistributedOptions::from_env(),
-                    Catch::Contains("expected 0 <= RANK < WORLD_SIZE (4), got 4"));
+                    Contains("expected 0 <= RANK < WORLD_SIZE (4), got 4"));
   setenv("RANK", "two", 1);
   CHECK_THROWS_WITH(D::DistributedOptions::from_env(),
-                    Catch::Contains("expected an integer in RANK, got 'two'"));
+                    Contains("expected an integer in RANK, got 'two'"));
   for (const char* name : {"WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}) {
     unsetenv(name);
   }

@@ -1,7 +1,7 @@
 // collapse_std: ~1/sqrt(d) for outputs spread over the sphere, 0 for a collapsed output.
 #include "simsiam/eval/collapse.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 TEST_CASE("collapse_std is about 1/sqrt(d) for isotropic outputs", "[collapse]") {
   torch::manual_seed(1);
@@ -27,5 +27,5 @@ TEST_CASE("collapse_std equals the community monitor formula", "[collapse]") {
   CHECK(simsiam::functional::collapse_std(z).item<double>() ==
         Approx(by_hand.item<double>()).margin(1e-6));
   CHECK_THROWS_WITH(simsiam::functional::collapse_std(torch::randn({1, 8})),
-                    Catch::Contains("expected z of shape [B, d] with B > 1, got [1, 8]"));
+                    Contains("expected z of shape [B, d] with B > 1, got [1, 8]"));
 }

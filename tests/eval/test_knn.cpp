@@ -1,7 +1,7 @@
 // Weighted kNN against a direct transcription of the monitor in the SimSiam/MoCo CIFAR demos.
 #include "simsiam/eval/knn.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <chrono>
 
@@ -71,15 +71,15 @@ TEST_CASE("bad kNN inputs fail clearly", "[knn][errors]") {
   const auto bank = torch::randn({10, 4});
   const auto labels = torch::zeros({10}, torch::kLong);
   CHECK_THROWS_WITH(simsiam::knn_scores(torch::randn({3, 5}), bank, labels, 2),
-                    Catch::Contains("expected queries [Q, D] and bank [N, D] with one D, got "
+                    Contains("expected queries [Q, D] and bank [N, D] with one D, got "
                                     "queries [3, 5] and bank [10, 4]"));
   CHECK_THROWS_WITH(simsiam::knn_scores(torch::randn({3, 4}), bank, labels.slice(0, 0, 9), 2),
-                    Catch::Contains("expected bank_labels [10], got [9]"));
+                    Contains("expected bank_labels [10], got [9]"));
   CHECK_THROWS_WITH(simsiam::knn_scores(torch::randn({3, 4}), bank, labels + 2, 2),
-                    Catch::Contains("expected bank_labels in [0, 2), got values in [2, 2]"));
+                    Contains("expected bank_labels in [0, 2), got values in [2, 2]"));
   CHECK_THROWS_WITH(
       simsiam::knn_scores(torch::randn({3, 4}), bank, labels, 2, simsiam::KnnOptions().k(0)),
-      Catch::Contains(
+      Contains(
           "expected k > 0, temperature > 0, batch_size > 0 and bank_batch_size > 0, got k=0"));
 }
 
@@ -112,13 +112,13 @@ TEST_CASE("kNN scores half-precision features in float32 without overflow", "[kn
 TEST_CASE("kNN refuses float labels and empty queries", "[knn][errors]") {
   const auto bank = torch::randn({10, 4});
   CHECK_THROWS_WITH(simsiam::knn_scores(torch::randn({3, 4}), bank, torch::zeros({10}), 2),
-                    Catch::Contains("expected integer bank_labels (class indices), got Float"));
+                    Contains("expected integer bank_labels (class indices), got Float"));
   const auto labels = torch::zeros({10}, torch::kLong);
   CHECK_THROWS_WITH(
       simsiam::knn_accuracy(torch::randn({0, 4}), torch::zeros({0}, torch::kLong), bank, labels, 2),
-      Catch::Contains("expected queries [Q, D] with Q > 0, got [0, 4]"));
+      Contains("expected queries [Q, D] with Q > 0, got [0, 4]"));
   CHECK_THROWS_WITH(simsiam::knn_accuracy(torch::randn({4}), labels, bank, labels, 2),
-                    Catch::Contains("expected queries [Q, D] with Q > 0, got [4]"));
+                    Contains("expected queries [Q, D] with Q > 0, got [4]"));
 }
 
 TEST_CASE("kNN over two ranks' shards equals kNN over the whole bank", "[eval][knn][distributed]") {

@@ -2,7 +2,7 @@
 // a known answer.
 #include "simsiam/eval/linear_probe.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "simsiam/eval/features.hpp"
 
@@ -12,7 +12,7 @@ TEST_CASE("the probe's classifier is initialised N(0, 0.01) with zero bias", "[e
   CHECK(fc->weight.std().item<double>() == Approx(0.01).epsilon(0.02));
   CHECK(fc->weight.mean().item<double>() == Approx(0.0).margin(2e-4));
   CHECK(torch::equal(fc->bias, torch::zeros({100})));
-  CHECK_THROWS_WITH(simsiam::make_linear_classifier(0, 10), Catch::Contains("in_features > 0"));
+  CHECK_THROWS_WITH(simsiam::make_linear_classifier(0, 10), Contains("in_features > 0"));
 }
 
 TEST_CASE("topk_accuracy counts labels among the k highest logits", "[eval][probe]") {
@@ -22,7 +22,7 @@ TEST_CASE("topk_accuracy counts labels among the k highest logits", "[eval][prob
   CHECK(simsiam::topk_accuracy(logits, labels, 2) == Approx(2.0 / 3));
   CHECK(simsiam::topk_accuracy(logits, labels, 5) == Approx(1.0));  // capped at 3 classes
   CHECK_THROWS_WITH(simsiam::topk_accuracy(logits, torch::tensor({1L}), 1),
-                    Catch::Contains("expected logits [N, C] and labels [N]"));
+                    Contains("expected logits [N, C] and labels [N]"));
 }
 
 TEST_CASE("the probe separates linearly separable classes, with LARS and with SGD",
@@ -56,9 +56,9 @@ TEST_CASE("the probe separates linearly separable classes, with LARS and with SG
   CHECK(chance.top1 < 0.45);
   CHECK_THROWS_WITH(simsiam::linear_probe(train_x, train_y, test_x, test_y, 4,
                                           simsiam::LinearProbeOptions().epochs(0)),
-                    Catch::Contains("expected epochs > 0"));
+                    Contains("expected epochs > 0"));
   CHECK_THROWS_WITH(simsiam::linear_probe(train_x, train_y.slice(0, 0, 10), test_x, test_y, 4),
-                    Catch::Contains("one label per feature row"));
+                    Contains("one label per feature row"));
 }
 
 TEST_CASE("extract_features runs in eval mode in batches and restores the mode",
@@ -75,5 +75,5 @@ TEST_CASE("extract_features runs in eval mode in batches and restores the mode",
   CHECK(all.sizes() == torch::IntArrayRef({10, 4}));
   CHECK_THROWS_WITH(simsiam::extract_features(
                         *net, [&](const torch::Tensor& b) { return b; }, torch::Tensor()),
-                    Catch::Contains("expected a non-empty batch of images"));
+                    Contains("expected a non-empty batch of images"));
 }

@@ -1,7 +1,7 @@
 // Projector: the official builder.py layer stack, names, frozen bias, options and errors.
 #include "simsiam/heads/projector.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "support/fixtures.hpp"
 
@@ -79,16 +79,16 @@ TEST_CASE("frozen projector bias gets no gradient and no SGD update", "[heads]")
 
 TEST_CASE("bad projector options and inputs fail clearly", "[heads][errors]") {
   CHECK_THROWS_WITH(simsiam::Projector(simsiam::ProjectorOptions(8).num_layers(0)),
-                    Catch::Contains("simsiam::Projector: expected num_layers >= 1, got 0"));
+                    Contains("simsiam::Projector: expected num_layers >= 1, got 0"));
   CHECK_THROWS_WITH(simsiam::Projector(simsiam::ProjectorOptions(8).out_features(0)),
-                    Catch::Contains("expected positive widths, got in_features=8, "
+                    Contains("expected positive widths, got in_features=8, "
                                     "hidden_features=8, out_features=0"));
   CHECK_THROWS_WITH(simsiam::Projector(simsiam::ProjectorOptions(8).hidden_features(0)),
-                    Catch::Contains("hidden_features=0"));
+                    Contains("hidden_features=0"));
   simsiam::Projector projector(simsiam::ProjectorOptions(8).out_features(4));
   CHECK_THROWS_WITH(
       projector->forward(torch::randn({4, 6})),
-      Catch::Contains("simsiam::Projector: expected input of shape [B, 8], got [4, 6]"));
+      Contains("simsiam::Projector: expected input of shape [B, 8], got [4, 6]"));
 }
 
 TEST_CASE("projector clones into an independent copy", "[heads]") {

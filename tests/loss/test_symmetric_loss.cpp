@@ -1,7 +1,7 @@
 // SimSiam loss against PyTorch (official main_simsiam.py criterion) and the paper's ablations.
 #include "simsiam/loss/symmetric_loss.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "support/fixtures.hpp"
 
@@ -113,16 +113,16 @@ TEST_CASE("bad loss inputs name both shapes", "[loss][errors]") {
   using simsiam::functional::symmetric_loss;
   const auto a = torch::randn({4, 8});
   CHECK_THROWS_WITH(symmetric_loss(a, a, a, torch::randn({4, 6})),
-                    Catch::Contains("expected p1 and z2 to have the same shape, got p1 [4, 8] and "
+                    Contains("expected p1 and z2 to have the same shape, got p1 [4, 8] and "
                                     "z2 [4, 6]"));
   CHECK_THROWS_WITH(symmetric_loss(a, a, a, torch::randn({4, 8, 1})),
-                    Catch::Contains("expected p1 and z2 to be 2-D [B, D] tensors, got p1 [4, 8] "
+                    Contains("expected p1 and z2 to be 2-D [B, D] tensors, got p1 [4, 8] "
                                     "and z2 [4, 8, 1]"));
   const auto empty = torch::randn({0, 8});
   CHECK_THROWS_WITH(symmetric_loss(empty, empty, empty, empty),
-                    Catch::Contains("expected a non-empty batch, got p1 [0, 8] and z2 [0, 8]"));
+                    Contains("expected a non-empty batch, got p1 [0, 8] and z2 [0, 8]"));
   CHECK_THROWS_WITH(symmetric_loss(a, torch::randn({3, 8}), torch::randn({3, 8}), a),
-                    Catch::Contains("p1 [4, 8] and p2 [3, 8]"));
+                    Contains("p1 [4, 8] and p2 [3, 8]"));
   CHECK_THROWS_WITH(symmetric_loss(a, torch::Tensor(), a, a),
-                    Catch::Contains("got p2 undefined and z1 [4, 8]"));
+                    Contains("got p2 undefined and z1 [4, 8]"));
 }

@@ -1,7 +1,7 @@
 // SimSiam<Backbone> against a PyTorch copy of the official builder.py + main_simsiam.py step.
 #include "simsiam/model/simsiam.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "simsiam/backbones/convnet.hpp"
 #include "simsiam/loss/symmetric_loss.hpp"
@@ -139,17 +139,17 @@ TEST_CASE("parameter groups split encoder and predictor", "[model]") {
 TEST_CASE("model errors name what was expected", "[model][errors]") {
   torch::nn::Sequential no_dim{torch::nn::Flatten()};
   CHECK_THROWS_WITH((simsiam::SimSiam<torch::nn::Sequential>(no_dim)),
-                    Catch::Contains("the backbone has no feature_dim(); set "
+                    Contains("the backbone has no feature_dim(); set "
                                     "SimSiamOptions().feature_dim("));
   auto model = tiny_model(true);
   CHECK_THROWS_WITH(model->forward(torch::randn({4, 3, 5, 5}, torch::kDouble),
                                    torch::randn({2, 3, 5, 5}, torch::kDouble)),
-                    Catch::Contains("expected two views of one shape, got x1 [4, 3, 5, 5] and "
+                    Contains("expected two views of one shape, got x1 [4, 3, 5, 5] and "
                                     "x2 [2, 3, 5, 5]"));
   CHECK_THROWS_WITH(
       (Model(torch::nn::Sequential(torch::nn::Flatten()),
              simsiam::Projector(simsiam::ProjectorOptions(4).out_features(6)),
              simsiam::Predictor(simsiam::PredictorOptions(8)))),
-      Catch::Contains("expected the predictor to map the projector's output width 6 to itself, "
+      Contains("expected the predictor to map the projector's output width 6 to itself, "
                       "got 8 -> 8"));
 }

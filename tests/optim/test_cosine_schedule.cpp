@@ -1,7 +1,7 @@
 // CosineSchedule and the SGD recipe against main_simsiam.py's adjust_learning_rate and optimiser.
 #include "simsiam/optim/cosine_schedule.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <cmath>
 
@@ -35,7 +35,7 @@ TEST_CASE("cosine_lr equals the official formula at chosen epochs", "[optim][sch
   CHECK(cosine_lr(0.1, 1, 10, 2) == Approx(0.1));
   CHECK(cosine_lr(0.1, 2, 10, 2) == Approx(0.1));
   CHECK(cosine_lr(0.1, 6, 10, 2) == Approx(0.05));
-  CHECK_THROWS_WITH(cosine_lr(0.1, 0, 10, 10), Catch::Contains("0 <= warmup < total"));
+  CHECK_THROWS_WITH(cosine_lr(0.1, 0, 10, 10), Contains("0 <= warmup < total"));
 }
 
 TEST_CASE("CosineSchedule sets the decayed lr per epoch and keeps fixed groups",
@@ -59,9 +59,9 @@ TEST_CASE("CosineSchedule sets the decayed lr per epoch and keeps fixed groups",
   CHECK(schedule.lrs_at(4)[0] == Approx(0.1));
   CHECK_THROWS_WITH(
       simsiam::CosineSchedule(sgd, simsiam::CosineScheduleOptions(8).fixed_groups({2})),
-      Catch::Contains("fixed group 2 does not exist; the optimizer has 2"));
+      Contains("fixed group 2 does not exist; the optimizer has 2"));
   CHECK_THROWS_WITH(simsiam::CosineSchedule(sgd, simsiam::CosineScheduleOptions(0)),
-                    Catch::Contains("expected total > 0"));
+                    Contains("expected total > 0"));
 }
 
 TEST_CASE("make_sgd is the official optimiser: scaled lr, two groups, momentum, decay on all",
@@ -99,11 +99,11 @@ TEST_CASE("the recipe refuses bad options with the value it got", "[optim][recip
   simsiam::ConvNet backbone(simsiam::ConvNetOptions(1).widths({4}));
   simsiam::SimSiam<simsiam::ConvNet> model(backbone, simsiam::SimSiamOptions().dim(8).pred_dim(2));
   CHECK_THROWS_WITH(simsiam::make_sgd(model, simsiam::SgdRecipe().base_lr(0)),
-                    Catch::Contains("expected base_lr > 0, got 0"));
+                    Contains("expected base_lr > 0, got 0"));
   CHECK_THROWS_WITH(simsiam::make_sgd(model, simsiam::SgdRecipe().base_lr(-0.1)),
-                    Catch::Contains("expected base_lr > 0, got -0.1"));
+                    Contains("expected base_lr > 0, got -0.1"));
   CHECK_THROWS_WITH(simsiam::make_sgd(model, simsiam::SgdRecipe().batch_size(0)),
-                    Catch::Contains("expected batch_size > 0, got 0"));
+                    Contains("expected batch_size > 0, got 0"));
   CHECK_THROWS_WITH(simsiam::make_sgd(model, simsiam::SgdRecipe().weight_decay(-1)),
-                    Catch::Contains("weight_decay >= 0"));
+                    Contains("weight_decay >= 0"));
 }

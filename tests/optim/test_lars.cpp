@@ -2,7 +2,7 @@
 // optimiser of main_lincls.py.
 #include "simsiam/optim/lars.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <cmath>
 #include <sstream>
@@ -108,5 +108,5 @@ TEST_CASE("LARS momentum buffers survive save and load", "[optim][lars]") {
   restored.step();
   CHECK(torch::equal(w, copy));
   CHECK_THROWS_WITH(simsiam::Lars({w}, simsiam::LarsOptions(-1)),
-                    Catch::Contains("expected lr >= 0"));
+                    Contains("expected lr >= 0"));
 }

@@ -1,7 +1,7 @@
 // keep_freed_memory: glibc accepts the thresholds; freed blocks are then reused, not unmapped.
 #include "simsiam/train/allocator.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)  // ASan replaces glibc's malloc
 TEST_CASE("keep_freed_memory sets glibc's thresholds and keeps freed blocks", "[allocator]") {

@@ -2,7 +2,7 @@
 // which follow torch.cuda.amp.GradScaler.
 #include "simsiam/train/amp.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <limits>
 
@@ -18,7 +18,7 @@ TEST_CASE("AutocastGuard casts matmuls to bfloat16 on CPU within its scope only"
   }
   CHECK(a.matmul(b).scalar_type() == torch::kFloat);
   CHECK_THROWS_WITH(simsiam::AutocastGuard(torch::kMeta, true, torch::kHalf),
-                    Catch::Contains("expected a CPU or CUDA device"));
+                    Contains("expected a CPU or CUDA device"));
 }
 
 TEST_CASE("GradScaler unscales, skips steps with inf gradients, backs off and grows",

@@ -1,7 +1,7 @@
 // Checkpoints: round trip, atomic replacement, refusals naming what differs.
 #include "simsiam/train/checkpoint.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <fstream>
 
@@ -59,7 +59,7 @@ TEST_CASE("loading refuses missing, corrupt and foreign files with a clear messa
   T::ScratchDir dir("bad_checkpoint");
   auto model = T::tiny_model();
   CHECK_THROWS_WITH(simsiam::load_checkpoint(dir / "missing.pt", *model, nullptr),
-                    Catch::Contains("no checkpoint file '" + (dir / "missing.pt") + "'"));
+                    Contains("no checkpoint file '" + (dir / "missing.pt") + "'"));
   simsiam::save_checkpoint(dir / "good.pt", *model, nullptr, {});
   {
     std::ifstream in(dir / "good.pt", std::ios::binary);
@@ -68,15 +68,15 @@ TEST_CASE("loading refuses missing, corrupt and foreign files with a clear messa
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
   }
   CHECK_THROWS_WITH(simsiam::load_checkpoint(dir / "cut.pt", *model, nullptr),
-                    Catch::Contains("is not a readable SimSiam++ checkpoint"));
+                    Contains("is not a readable SimSiam++ checkpoint"));
   // A plain LibTorch archive of the module (torch::save) is not a checkpoint.
   torch::save(model, dir / "plain.pt");
   CHECK_THROWS_WITH(simsiam::load_checkpoint(dir / "plain.pt", *model, nullptr),
-                    Catch::Contains("not") && Catch::Contains("SimSiam++ checkpoint"));
+                    Contains("not") && Contains("SimSiam++ checkpoint"));
   // Another model: the first differing entry is named.
   auto other = T::tiny_model(0, 24);
   CHECK_THROWS_WITH(simsiam::load_checkpoint(dir / "good.pt", *other, nullptr),
-                    Catch::Contains("was written for another model"));
+                    Contains("was written for another model"));
   // Optimiser state that does not fit (three groups instead of two).
   simsiam::save_checkpoint(
       dir / "with_sgd.pt", *model,
@@ -84,7 +84,7 @@ TEST_CASE("loading refuses missing, corrupt and foreign files with a clear messa
       {});
   auto sgd = simsiam::make_sgd(model, simsiam::SgdRecipe());
   CHECK_THROWS_WITH(simsiam::load_checkpoint(dir / "with_sgd.pt", *model, &sgd),
-                    Catch::Contains("does not fit this optimiser"));
+                    Contains("does not fit this optimiser"));
   CHECK_THROWS_WITH(simsiam::save_checkpoint("/nonexistent/dir/c.pt", *model, nullptr, {}),
-                    Catch::Contains("cannot write '/nonexistent/dir/c.pt.tmp'"));
+                    Contains("cannot write '/nonexistent/dir/c.pt.tmp'"));
 }

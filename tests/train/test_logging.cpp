@@ -1,7 +1,7 @@
 // The metrics log and plot of a real (tiny) run: columns, values and their consistency.
 #include "simsiam/train/logging.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 #include <nlohmann/json.hpp>
 
 #include <fstream>

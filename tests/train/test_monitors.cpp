@@ -1,7 +1,7 @@
 // CollapseMonitor on collapsed and healthy models; KnnMonitor on a problem with a known answer.
 #include "simsiam/train/monitors.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "support/tiny_training.hpp"
 
@@ -48,7 +48,7 @@ TEST_CASE("the collapse monitor fires on a collapsed model and not on a healthy 
     CHECK(monitor.fired());
     CHECK(state.stop);
     CHECK(state.global_step == 5);  // after exactly `patience` steps under the threshold
-    CHECK_THAT(state.stop_reason, Catch::Contains("collapse") && Catch::Contains("for 5 steps"));
+    CHECK_THAT(state.stop_reason, Contains("collapse") && Contains("for 5 steps"));
     CHECK(state.epoch_metrics.at("collapse_std") == Approx(0.0).margin(1e-6));
   }
   {
@@ -63,7 +63,7 @@ TEST_CASE("the collapse monitor fires on a collapsed model and not on a healthy 
     CHECK_FALSE(state.stop);
   }
   CHECK_THROWS_WITH(simsiam::CollapseMonitor(simsiam::CollapseMonitorOptions().patience(0)),
-                    Catch::Contains("patience > 0"));
+                    Contains("patience > 0"));
 }
 
 TEST_CASE("the kNN monitor reports the known accuracy of a toy problem", "[train][monitor][knn]") {

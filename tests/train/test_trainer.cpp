@@ -1,7 +1,7 @@
 // The trainer: exact resume, the non-finite loss guard, the schedule it drives, bad options.
 #include "simsiam/train/trainer.hpp"
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <cmath>
 #include <limits>
@@ -125,9 +125,9 @@ TEST_CASE("a non-finite loss stops the run before the weights change and keeps t
   trainer.add_hook(snapshot);
   CHECK_THROWS_WITH(
       trainer.fit(),
-      Catch::Contains("the loss is nan at epoch 2, step 2 of 3 (global step 5)") &&
-          Catch::Contains("stopped before this step changed the weights") &&
-          Catch::Contains("last good checkpoint is '" + (dir / "checkpoint.pt") + "' (epoch 1)"));
+      Contains("the loss is nan at epoch 2, step 2 of 3 (global step 5)") &&
+          Contains("stopped before this step changed the weights") &&
+          Contains("last good checkpoint is '" + (dir / "checkpoint.pt") + "' (epoch 1)"));
   const auto params = model->parameters();
   REQUIRE(params.size() == snapshot->weights.size());
   for (size_t i = 0; i < params.size(); ++i) CHECK(torch::equal(params[i], snapshot->weights[i]));
@@ -145,21 +145,21 @@ TEST_CASE("bad trainer options and resume files fail with a clear message", "[tr
   auto sgd = simsiam::make_sgd(model, kRecipe);
   using Trainer = simsiam::Trainer<T::TinyModel, simsiam::Loader<T::TinySource>>;
   CHECK_THROWS_WITH(Trainer(model, loader, sgd, nullptr, T::quiet_options(0, "")),
-                    Catch::Contains("expected epochs > 0, got 0"));
+                    Contains("expected epochs > 0, got 0"));
   CHECK_THROWS_WITH(Trainer(model, loader, sgd, nullptr, T::quiet_options(-3, "")),
-                    Catch::Contains("expected epochs > 0, got -3"));
+                    Contains("expected epochs > 0, got -3"));
   CHECK_THROWS_WITH(
       Trainer(model, loader, sgd, nullptr, T::quiet_options(2, "").checkpoint_every(0)),
-      Catch::Contains("expected checkpoint_every > 0, got 0"));
+      Contains("expected checkpoint_every > 0, got 0"));
   CHECK_THROWS_WITH(
       Trainer(model, loader, sgd, nullptr, T::quiet_options(2, "").resume("/nonexistent/c.pt")),
-      Catch::Contains("the checkpoint to resume from, '/nonexistent/c.pt', does not exist"));
+      Contains("the checkpoint to resume from, '/nonexistent/c.pt', does not exist"));
   simsiam::LoaderOptions zero_batch;
   zero_batch.batch_size = 0;
   CHECK_THROWS_WITH(
       simsiam::Loader<T::TinySource>(
           T::TinySource{T::tiny_data(), simsiam::augment::simsiam_grayscale(12)}, zero_batch),
-      Catch::Contains("expected batch_size > 0, got 0"));
+      Contains("expected batch_size > 0, got 0"));
 
   // A checkpoint of another model, or of another configuration, is refused.
   T::ScratchDir dir("refuse");
@@ -171,15 +171,15 @@ TEST_CASE("bad trainer options and resume files fail with a clear message", "[tr
     simsiam::Trainer trainer(
         wide, loader, wide_sgd, nullptr,
         T::quiet_options(1, "").resume(path).config({{"lr", "0.1"}, {"dim", "16"}}));
-    CHECK_THROWS_WITH(trainer.fit(), Catch::Contains("was written for another model") &&
-                                         Catch::Contains("[16, 8]") && Catch::Contains("[32, 8]"));
+    CHECK_THROWS_WITH(trainer.fit(), Contains("was written for another model") &&
+                                         Contains("[16, 8]") && Contains("[32, 8]"));
   }
   {
     simsiam::Trainer trainer(
         model, loader, sgd, nullptr,
         T::quiet_options(1, "").resume(path).config({{"lr", "0.2"}, {"dim", "16"}}));
-    CHECK_THROWS_WITH(trainer.fit(), Catch::Contains("was written with another configuration") &&
-                                         Catch::Contains("lr=0.1 (now 0.2)"));
+    CHECK_THROWS_WITH(trainer.fit(), Contains("was written with another configuration") &&
+                                         Contains("lr=0.1 (now 0.2)"));
   }
 }
 
@@ -191,12 +191,12 @@ TEST_CASE("the trainer refuses a schedule that does not span the run", "[train][
   simsiam::Trainer per_step(model, loader, sgd, &schedule,
                             T::quiet_options(3, "").schedule_per_step(true));
   CHECK_THROWS_WITH(per_step.fit(),
-                    Catch::Contains("the cosine schedule spans 3 positions but the run needs 9"));
+                    Contains("the cosine schedule spans 3 positions but the run needs 9"));
   simsiam::Trainer longer(model, loader, sgd, &schedule, T::quiet_options(4, ""));
-  CHECK_THROWS_WITH(longer.fit(), Catch::Contains("spans 3 positions but the run needs 4"));
+  CHECK_THROWS_WITH(longer.fit(), Contains("spans 3 positions but the run needs 4"));
   schedule.step();
   simsiam::Trainer stepped(model, loader, sgd, &schedule, T::quiet_options(3, ""));
-  CHECK_THROWS_WITH(stepped.fit(), Catch::Contains("the schedule was already stepped 1 times"));
+  CHECK_THROWS_WITH(stepped.fit(), Contains("the schedule was already stepped 1 times"));
 }
 
 TEST_CASE("a model that turns non-finite never overwrites the last good checkpoint",
@@ -210,8 +210,8 @@ TEST_CASE("a model that turns non-finite never overwrites the last good checkpoi
   };
   T::ScratchDir dir("poison");
   CHECK_THROWS_WITH(train(dir.str(), 3, "", std::make_shared<Poison>()),
-                    Catch::Contains("holds NaN or inf after epoch 2; no checkpoint written") &&
-                        Catch::Contains("checkpoint.pt' (epoch 1)"));
+                    Contains("holds NaN or inf after epoch 2; no checkpoint written") &&
+                        Contains("checkpoint.pt' (epoch 1)"));
   auto fresh = T::tiny_model(3);
   CHECK(simsiam::load_checkpoint(dir / "checkpoint.pt", *fresh, nullptr).epoch == 1);
 }

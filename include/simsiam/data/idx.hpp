@@ -22,20 +22,11 @@
 #include <utility>
 #include <vector>
 
+#include "simsiam/detail/file.hpp"
+
 namespace simsiam {
 
 namespace detail {
-
-/// The whole file, or a failure naming it.
-inline std::string read_file_bytes(const std::string& path, const char* where) {
-  TORCH_CHECK(std::filesystem::is_regular_file(path), where, ": cannot open '", path,
-              "': no such file");
-  std::ifstream in(path, std::ios::binary);
-  TORCH_CHECK(in, where, ": cannot open '", path, "': ", std::strerror(errno));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  TORCH_CHECK(!in.bad(), where, ": cannot read '", path, "': ", std::strerror(errno));
-  return bytes;
-}
 
 /// Decompresses a gzip file held in memory (all members). Unlike zlib's gzread, which accepts a
 /// stream cut anywhere in its 8-byte trailer, this requires every member's end marker and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief `Lars`: SGD with layer-wise adaptive rate scaling, as the official linear evaluation
 /// runs it (apex `LARC(SGD, trust_coefficient=0.001, clip=False)` in main_lincls.py).
@@ -7,26 +8,12 @@
 
 #include <memory>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "simsiam/optim/detail/param_state.hpp"
+
 namespace simsiam {
-
-namespace detail {
-
-/// The optimiser state entry of `p`: LibTorch 1.x keys it by the TensorImpl address as a string,
-/// 2.x by the address itself.
-template <class StateMap>
-auto& state_slot(StateMap& state, const torch::Tensor& p) {
-  if constexpr (std::is_same_v<typename StateMap::key_type, std::string>) {
-    return state[c10::guts::to_string(p.unsafeGetTensorImpl())];
-  } else {
-    return state[p.unsafeGetTensorImpl()];
-  }
-}
-
-}  // namespace detail
 
 /// Options of a `Lars` parameter group.
 struct LarsOptions : public torch::optim::OptimizerCloneableOptions<LarsOptions> {
@@ -118,7 +105,7 @@ class Lars : public torch::optim::Optimizer {
           d_p = d_p.add(p, o.weight_decay());
         }
         if (o.momentum() != 0) {
-          auto& slot = detail::state_slot(state_, p);
+          auto& slot = state_[detail::param_state_key<decltype(state_)>(p)];
           if (!slot) {
             auto state = std::make_unique<torch::optim::SGDParamState>();
             state->momentum_buffer(d_p.clone().detach());

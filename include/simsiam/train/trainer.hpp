@@ -545,15 +545,17 @@ class Trainer {
       checkpoint.tensors["rng/cuda"] = generator_state(options.device());
     }
     checkpoint.tensors["grad_scaler"] = scaler_.state();
-    save_checkpoint(path, *model_, &optimizer_, checkpoint);
-    if (options.keep_checkpoints()) {  // the same bytes: copy, not serialise again
-      const auto kept =
-          std::filesystem::path(options.run_dir()) / detail::checkpoint_name(epochs_done - 1);
-      const auto temporary = kept.string() + ".tmp";
-      std::filesystem::copy_file(path, temporary,
-                                 std::filesystem::copy_options::overwrite_existing);
-      std::filesystem::rename(temporary, kept);
+    const auto bytes = detail::checkpoint_bytes(*model_, &optimizer_, checkpoint);
+    detail::write_file_atomically(bytes, path, "simsiam::Trainer");
+    if (options.keep_checkpoints()) {
+      detail::write_file_atomically(bytes, kept_checkpoint_path(epochs_done), "simsiam::Trainer");
     }
+  }
+
+  /// Where `keep_checkpoints` keeps the checkpoint after `epochs_done` epochs.
+  std::string kept_checkpoint_path(int64_t epochs_done) const {
+    return (std::filesystem::path(options.run_dir()) / detail::checkpoint_name(epochs_done - 1))
+        .string();
   }
 
   void resume(TrainState& state) {
@@ -581,14 +583,10 @@ class Trainer {
     if (const auto scaler = find("grad_scaler"); scaler.defined()) scaler_.load_state(scaler);
     // A run killed between writing checkpoint.pt and copying it to its numbered name gets the
     // copy now.
-    if (options.keep_checkpoints() && is_main_rank() && !options.run_dir().empty()) {
-      const auto kept =
-          std::filesystem::path(options.run_dir()) / detail::checkpoint_name(checkpoint.epoch - 1);
-      if (checkpoint.epoch > 0 && !std::filesystem::exists(kept)) {
-        std::filesystem::copy_file(options.resume(), kept.string() + ".tmp",
-                                   std::filesystem::copy_options::overwrite_existing);
-        std::filesystem::rename(kept.string() + ".tmp", kept);
-      }
+    if (options.keep_checkpoints() && is_main_rank() && !options.run_dir().empty() &&
+        checkpoint.epoch > 0 && !std::filesystem::exists(kept_checkpoint_path(checkpoint.epoch))) {
+      detail::copy_file_atomically(options.resume(), kept_checkpoint_path(checkpoint.epoch),
+                                   "simsiam::Trainer");
     }
     last_checkpoint_ = options.resume();
     last_checkpoint_epoch_ = checkpoint.epoch;
