@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Augmentation throughput: two SimSiam views per image, batched, on the CPU.
 //   (a) CIFAR: uint8 [512, 3, 32, 32] through simsiam_cifar(32)
 //   (b) ImageNet: 64 decoded images of ~400x350 (sizes vary) through simsiam_imagenet(224)

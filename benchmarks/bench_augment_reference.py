@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """torchvision reference for benchmarks/bench_augment.cpp: the same two-view SimSiam recipes,
 one image at a time, as the official code runs them.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Core throughput: the SimSiam loss and the projector + predictor heads, forward + backward, at
 // the official sizes (batch 256, d 2048, ResNet-50 features 2048, predictor 512). Items are
 // images; one item is both views of an image.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """The PyTorch reference for benchmarks/bench_core.cpp: the official loss and heads
 (facebookresearch/simsiam builder.py, main_simsiam.py) at batch 256, d 2048, forward + backward,
 images/s with 1 and 2 threads. Run with Debian's python3-torch on the same machine:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Input pipeline throughput: JPEG decode + RandomResizedCrop(224) + flip, two views per image,
 // through simsiam::Loader with 1 and 2 worker threads, with and without DCT-scaled decoding.
 // The folder (10 classes x 24 JPEGs of 500x375, quality 90, photo-like content) is generated

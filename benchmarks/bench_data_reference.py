@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """torchvision reference for benchmarks/bench_data.cpp: ImageFolder + the official two-crop
 transform (RandomResizedCrop(224, scale=(0.2, 1)), RandomHorizontalFlip, ToTensor) through a
 PyTorch DataLoader with N worker processes, on the folder bench_data generates.

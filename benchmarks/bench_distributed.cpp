@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Data parallelism over Gloo on loopback. The program forks a second rank at start (its output
 // goes to /dev/null); both run every benchmark with a fixed iteration count, so their
 // collectives pair up, and meet at a barrier before each timed loop (so neither rank's set-up

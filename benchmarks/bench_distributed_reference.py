@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """The PyTorch reference for benchmarks/bench_distributed.cpp: torch.distributed over Gloo on
 127.0.0.1 with two processes (torch.multiprocessing), on the same machine:
 

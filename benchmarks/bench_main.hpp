@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Shared main of the benchmark programs. glibc's default malloc returns freed activations to the
 // OS every step; the programs keep them (simsiam::keep_freed_memory) unless
 // SIMSIAM_DEFAULT_MALLOC=1 is set, to show the difference. The choice is printed in the context.

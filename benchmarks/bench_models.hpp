@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Networks shared by the benchmark programs.
 #pragma once
 

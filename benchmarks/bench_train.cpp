@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Full SimSiam training step on the CPU: two views already in memory (random, fixed seed, made
 // once outside the timed loop), model->forward(x1, x2) (two separate passes, as the official
 // code), SymmetricLoss, zero_grad, backward, SGD step (momentum 0.9, wd 5e-4, lr 0.05, encoder and

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """The PyTorch reference for benchmarks/bench_train.cpp: the official SimSiam training step
 (facebookresearch/simsiam main_simsiam.py and builder.py) on the same two networks, images/s with
 1 and 2 threads. Run with Debian's python3-torch on the same machine:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # FindTurboJPEG: libjpeg-turbo's TurboJPEG API (Debian: libturbojpeg0-dev).
 # Defines TurboJPEG_FOUND and the imported target TurboJPEG::TurboJPEG. Looks for the header and
 # library directly: Debian's libjpeg-turbo CMake package also lists static libraries that are

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 include(CMakePackageConfigHelpers)
 
 set(SIMSIAM_CMAKE_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/SimSiam")

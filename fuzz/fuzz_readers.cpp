@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // libFuzzer target for the readers of untrusted files: JPEG, PNG, IDX (raw/gzip), CIFAR-10.
 // Build and run with scripts/fuzz.sh (clang, -fsanitize=fuzzer,address,undefined).
 #include <cstddef>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Debian chroots for the other CI legs (Debian 13 with LibTorch 2.x, and the CUDA compile leg),
 # made with debootstrap from Debian's archive and kept between runs on one machine. Meant to be
 # sourced after common.sh.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Fuzzes the JPEG/PNG/IDX/CIFAR readers with libFuzzer for a bounded time (default 120 s):
 #   bash scripts/fuzz.sh [seconds]
 # Builds build-fuzz/ with clang (-fsanitize=fuzzer,address,undefined), seeds the corpus with the

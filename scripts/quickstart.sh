@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The quick start: SimSiam pretraining on the real Fashion-MNIST (Debian's
 # dataset-fashion-mnist), on the CPU. Extra arguments go to the program (try --help).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

@@ -6,11 +6,9 @@
 # unless SIMSIAM_SKIP_SANITIZE=1, builds the suite again with AddressSanitizer +
 # UndefinedBehaviorSanitizer (-O1, in build-sanitize/) and runs it there.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-# python3-torch/-torchvision: the PyTorch side of the weight interoperability test.
 # clang-format: the formatting check, only where its version is the one .clang-format was
 # written for (SIMSIAM_FORMAT_CHECK=0 leaves it out).
-packages=("${BASE_PACKAGES[@]}" catch2 nlohmann-json3-dev libbenchmark-dev dataset-fashion-mnist
-  python3-torch python3-torchvision)
+packages=("${TEST_PACKAGES[@]}")
 [[ "${SIMSIAM_FORMAT_CHECK:-1}" == 1 ]] && packages+=(clang-format)
 ensure_packages "${packages[@]}"
 echo "== $(leg_description): building in $BUILD"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // simsiam_launch: starts the ranks of a distributed run on this machine, as torchrun does.
 //
 //   simsiam_launch [--nproc-per-node N | --nproc N] [--nnodes M] [--node-rank R]

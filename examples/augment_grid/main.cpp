@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Picture grids of SimSiam's two views: for each image, the original and two augmented views
 // side by side, written as PNG (Fashion-MNIST) and JPEG (photographs). One grid for Fashion-MNIST
 // (simsiam_grayscale) and one for colour photographs (simsiam_imagenet). The photographs default to

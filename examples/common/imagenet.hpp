@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // What the two ImageNet examples share: the architectures, joining the processes of a run, the
 // evaluation transform (Resize(256 / 224 x size) + CenterCrop(size)) and a labelled subset of an
 // image folder decoded into memory.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // What every example program shares: its run folder, exact numbers in its recorded settings, and
 // one line on stderr for a failure.
 #pragma once

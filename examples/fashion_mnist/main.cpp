@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Quick start: SimSiam pretraining on the real Fashion-MNIST, on a laptop CPU.
 //
 // Pretrains a small ConvNet with SimSiam through `simsiam::Trainer`: two augmented views per

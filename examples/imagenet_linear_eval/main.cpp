@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // SimSiam's linear evaluation on ImageNet: facebookresearch/simsiam main_lincls.py in C++.
 //
 // The pretrained backbone is frozen and kept in eval mode; only a linear classifier (fc,

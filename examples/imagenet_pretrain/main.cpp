@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // SimSiam pretraining on ImageNet: facebookresearch/simsiam main_simsiam.py in C++.
 //
 // Defaults are the paper's run: ResNet-50, projector 2048 (3 layers), predictor 512, total batch

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Everything in the core target `SimSiam::simsiam` (LibTorch only).
 ///

@@ -15,8 +15,7 @@
 namespace simsiam {
 /// "major.minor.patch" of these headers.
 inline constexpr const char* kVersion = "0.2.0";
-static_assert(SIMSIAM_VERSION_MAJOR * 10000 + SIMSIAM_VERSION_MINOR * 100 +
-                      SIMSIAM_VERSION_PATCH ==
+static_assert(SIMSIAM_VERSION_MAJOR * 10000 + SIMSIAM_VERSION_MINOR * 100 + SIMSIAM_VERSION_PATCH ==
                   SIMSIAM_VERSION,
               "SIMSIAM_VERSION out of step with its parts");
 }  // namespace simsiam

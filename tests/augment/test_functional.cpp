@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Batched augmentation operations against torchvision 0.14 (functional_tensor.py), per image.
 #include "simsiam/augment/functional.hpp"
 

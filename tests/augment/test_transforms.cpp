@@ -1,13 +1,14 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Random augmentation functors: parameter distributions, per-image independence, seeds, errors.
 #include "simsiam/augment/transforms.hpp"
 
 #include <array>
-#include "support/catch.hpp"
 #include <cmath>
 #include <random>
 #include <vector>
 
 #include "simsiam/augment/presets.hpp"
+#include "support/catch.hpp"
 #include "support/fixtures.hpp"
 
 namespace {
@@ -188,22 +189,19 @@ TEST_CASE("presets produce normalised float batches of the requested size", "[au
 
 TEST_CASE("bad augmentation options fail at construction", "[augment][errors]") {
   CHECK_THROWS_WITH(A::RandomResizedCrop(0), Contains("expected size > 0, got 0"));
-  CHECK_THROWS_WITH(
-      A::RandomResizedCrop(32, {1.0, 0.2}),
-      Contains("expected scale (low, high) with 0 <= low <= high, got (1, 0.2)"));
+  CHECK_THROWS_WITH(A::RandomResizedCrop(32, {1.0, 0.2}),
+                    Contains("expected scale (low, high) with 0 <= low <= high, got (1, 0.2)"));
   CHECK_THROWS_WITH(A::RandomResizedCrop(32, {0.2, 1.0}, {1.5, 0.5}),
                     Contains("expected ratio (low, high)"));
-  CHECK_THROWS_WITH(A::RandomGrayscale(1.5),
-                    Contains("expected a probability in [0, 1], got 1.5"));
+  CHECK_THROWS_WITH(A::RandomGrayscale(1.5), Contains("expected a probability in [0, 1], got 1.5"));
   CHECK_THROWS_WITH(A::RandomApply(A::RandomHorizontalFlip(), -0.1),
                     Contains("expected a probability in [0, 1], got -0.1"));
   CHECK_THROWS_WITH(A::ColorJitter(0.4, 0.4, 0.4, 0.6),
                     Contains("expected hue in [0, 0.5], got 0.6"));
   CHECK_THROWS_WITH(A::GaussianBlur({2.0, 0.1}), Contains("expected sigma (low, high)"));
   auto gen = generator(0);
-  CHECK_THROWS_WITH(
-      A::RandomResizedCrop(8)(torch::rand({2, 4, 8, 8}), gen),
-      Contains("expected images [B, C, H, W] with C = 1 or 3, got [2, 4, 8, 8]"));
+  CHECK_THROWS_WITH(A::RandomResizedCrop(8)(torch::rand({2, 4, 8, 8}), gen),
+                    Contains("expected images [B, C, H, W] with C = 1 or 3, got [2, 4, 8, 8]"));
   CHECK_THROWS_WITH(A::RandomResizedCrop(8, {0.2, 1.0}, {0.75, 1.33}, torch::kLong),
                     Contains("expected a floating-point output dtype, got Long"));
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // ConvNet: the quick start's small backbone.
 #include "simsiam/backbones/convnet.hpp"
 
@@ -18,9 +19,8 @@ TEST_CASE("ConvNet maps images to feature_dim() features with BN after every con
 }
 
 TEST_CASE("bad ConvNet options and inputs fail clearly", "[convnet][errors]") {
-  CHECK_THROWS_WITH(
-      simsiam::ConvNet(simsiam::ConvNetOptions(1).widths({})),
-      Contains("expected in_channels > 0 and a non-empty list of positive widths"));
+  CHECK_THROWS_WITH(simsiam::ConvNet(simsiam::ConvNetOptions(1).widths({})),
+                    Contains("expected in_channels > 0 and a non-empty list of positive widths"));
   CHECK_THROWS_WITH(simsiam::ConvNet(simsiam::ConvNetOptions(1).widths({8, 0})),
                     Contains("widths=[8, 0]"));
   simsiam::ConvNet net;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // ResNets against torchvision 0.14: names, shapes, counts, initialisation, forward and backward.
 #include "simsiam/backbones/resnet.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Uses the installed headers the way a user would: the README's loop on a small model, then an
 // IDX read through the data component.
 #include <simsiam/augment/presets.hpp>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # Builds and runs tests/consumer against SimSiam, in MODE find_package (after installing the
 # build tree into a scratch prefix) or add_subdirectory. Run by ctest with cmake -P.
 file(REMOVE_RECURSE "${WORK_DIR}")

@@ -1,10 +1,11 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Replays the inputs kept from fuzzing (tests/fuzz/regressions/, see scripts/fuzz.sh) and the
 // image fixtures, cut and corrupted, through every reader: each decodes or fails with a
 // c10::Error, never anything else. Under SIMSIAM_SANITIZE this runs with ASan and UBSan.
-#include "support/catch.hpp"
 #include <filesystem>
 #include <string>
 
+#include "support/catch.hpp"
 #include "support/exercise_readers.hpp"
 
 TEST_CASE("readers survive the fuzzing regressions and damaged fixtures", "[data][fuzz]") {

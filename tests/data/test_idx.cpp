@@ -1,13 +1,15 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // IDX reader: raw and gzip files made here, every malformed case, and Debian's Fashion-MNIST.
 #include "simsiam/data/idx.hpp"
 
 #include <zlib.h>
 
-#include "support/catch.hpp"
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include "support/catch.hpp"
 
 namespace {
 
@@ -94,7 +96,7 @@ TEST_CASE("malformed IDX files fail with the path and the reason", "[idx][errors
   write_raw(dir.file("magic"), std::string("\x1f\x00\x08\x01", 4) + ubyte_payload(8));
   CHECK_THROWS_WITH(simsiam::read_idx(dir.file("magic")),
                     Contains("is not an IDX file: expected a magic number 00 00 <type> "
-                                    "<1..8 dims>, got 31 0 8 1"));
+                             "<1..8 dims>, got 31 0 8 1"));
   write_raw(dir.file("type"), header(0x07, {4}) + ubyte_payload(4));
   CHECK_THROWS_WITH(simsiam::read_idx(dir.file("type")), Contains("got 0x7"));
   write_gz(dir.file("short.gz"), header(0x08, {10, 10}) + ubyte_payload(99));
@@ -149,10 +151,9 @@ TEST_CASE("gzip files cut in their trailer or with a wrong checksum are refused"
 
 TEST_CASE("read_mnist names the files it looked for", "[idx][errors]") {
   TempDir dir;
-  CHECK_THROWS_WITH(
-      simsiam::read_mnist(dir.path.string(), true),
-      Contains("expected '" + dir.file("train-images-idx3-ubyte") + ".gz' or '" +
-                      dir.file("train-images-idx3-ubyte") + "', found neither"));
+  CHECK_THROWS_WITH(simsiam::read_mnist(dir.path.string(), true),
+                    Contains("expected '" + dir.file("train-images-idx3-ubyte") + ".gz' or '" +
+                             dir.file("train-images-idx3-ubyte") + "', found neither"));
 }
 
 TEST_CASE("Debian's Fashion-MNIST test set has 10,000 28x28 images, 1,000 per class", "[idx]") {

@@ -1,12 +1,13 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // PNG and JPEG decoding against PIL (tests/fixtures/make_image_fixtures.py), encoding round trips,
 // DCT-scaled decoding, and the errors for corrupt, truncated and non-image files.
 #include "simsiam/data/image.hpp"
 
-#include "support/catch.hpp"
 #include <filesystem>
 #include <fstream>
 #include <string>
 
+#include "support/catch.hpp"
 #include "support/fixtures.hpp"
 
 namespace {

@@ -1,10 +1,10 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // ImageFolder scanning and its index cache, scaled JPEG decoding of the crops, CIFAR-10 files,
 // DistributedSampler-equal sharding, and the loader: order, determinism, bad images.
 #include "simsiam/data/loader.hpp"
 
 #include <unistd.h>
 
-#include "support/catch.hpp"
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -13,6 +13,7 @@
 
 #include "simsiam/augment/presets.hpp"
 #include "simsiam/data/cifar.hpp"
+#include "support/catch.hpp"
 
 namespace {
 

@@ -1,11 +1,10 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Data parallelism end to end on two loopback ranks: convert_sync_batchnorm over the library's
 // models, gradient accumulation, a peer that dies, and the trainer itself (identical replicas,
 // files from rank 0 only, kNN over shards, a non-finite loss on one rank).
 #include "simsiam/distributed/data_parallel.hpp"
 #include "simsiam/distributed/process_group.hpp"
 #include "simsiam/distributed/sync_batch_norm.hpp"
-
-#include "support/catch.hpp"
 
 #include <chrono>
 #include <cmath>
@@ -18,6 +17,7 @@
 
 #include "simsiam/backbones/resnet.hpp"
 #include "simsiam/model/simsiam.hpp"
+#include "support/catch.hpp"
 #include "support/ranks.hpp"
 #include "support/tiny_training.hpp"
 

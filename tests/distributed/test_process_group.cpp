@@ -1,11 +1,10 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The process group on loopback: two forked processes meet through a TCPStore or a FileStore,
 // all-reduce and broadcast; a peer that never joins makes the other fail within the timeout with
 // a message naming the rank and the address.
 #include "simsiam/distributed/data_parallel.hpp"
 #include "simsiam/distributed/process_group.hpp"
 #include "simsiam/distributed/sync_batch_norm.hpp"
-
-#include "support/catch.hpp"
 
 #include "support/ranks.hpp"
 
@@ -19,6 +18,8 @@
 #include <functional>
 #include <string>
 #include <vector>
+
+#include "support/catch.hpp"
 
 namespace D = simsiam::distributed;
 using simsiam::testing::run_ranks;
@@ -70,7 +71,7 @@ TEST_CASE("a peer that never joins fails the others within the timeout, naming r
   CHECK(failure.seconds < 15.0);
   CHECK_THAT(failure.message,
              Contains("rank 0 of 2 could not join the gloo process group at 127.0.0.1:" +
-                             std::to_string(port)) &&
+                      std::to_string(port)) &&
                  Contains("within 2000 ms"));
 }
 

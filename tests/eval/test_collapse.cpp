@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // collapse_std: ~1/sqrt(d) for outputs spread over the sphere, 0 for a collapsed output.
 #include "simsiam/eval/collapse.hpp"
 

@@ -1,11 +1,11 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Weighted kNN against a direct transcription of the monitor in the SimSiam/MoCo CIFAR demos.
 #include "simsiam/eval/knn.hpp"
-
-#include "support/catch.hpp"
 
 #include <chrono>
 
 #include "simsiam/distributed/process_group.hpp"
+#include "support/catch.hpp"
 #include "support/ranks.hpp"
 
 namespace {
@@ -72,15 +72,14 @@ TEST_CASE("bad kNN inputs fail clearly", "[knn][errors]") {
   const auto labels = torch::zeros({10}, torch::kLong);
   CHECK_THROWS_WITH(simsiam::knn_scores(torch::randn({3, 5}), bank, labels, 2),
                     Contains("expected queries [Q, D] and bank [N, D] with one D, got "
-                                    "queries [3, 5] and bank [10, 4]"));
+                             "queries [3, 5] and bank [10, 4]"));
   CHECK_THROWS_WITH(simsiam::knn_scores(torch::randn({3, 4}), bank, labels.slice(0, 0, 9), 2),
                     Contains("expected bank_labels [10], got [9]"));
   CHECK_THROWS_WITH(simsiam::knn_scores(torch::randn({3, 4}), bank, labels + 2, 2),
                     Contains("expected bank_labels in [0, 2), got values in [2, 2]"));
   CHECK_THROWS_WITH(
       simsiam::knn_scores(torch::randn({3, 4}), bank, labels, 2, simsiam::KnnOptions().k(0)),
-      Contains(
-          "expected k > 0, temperature > 0, batch_size > 0 and bank_batch_size > 0, got k=0"));
+      Contains("expected k > 0, temperature > 0, batch_size > 0 and bank_batch_size > 0, got k=0"));
 }
 
 TEST_CASE("kNN follows the bank's dtype and takes labels of any integer type", "[knn]") {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The linear probe: the official classifier initialisation, top-k accuracy, and a problem with
 // a known answer.
 #include "simsiam/eval/linear_probe.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Predictor: the official bottleneck head (2048 -> 512 -> 2048, BN+ReLU on the hidden layer).
 #include "simsiam/heads/predictor.hpp"
 
@@ -32,8 +33,7 @@ TEST_CASE("predictor output BN ablation adds a non-affine BN", "[heads]") {
 TEST_CASE("bad predictor options and inputs fail clearly", "[heads][errors]") {
   CHECK_THROWS_WITH(simsiam::Predictor(simsiam::PredictorOptions(16).hidden_features(0)),
                     Contains("simsiam::Predictor: expected positive widths"));
-  CHECK_THROWS_WITH(simsiam::Predictor(simsiam::PredictorOptions(0)),
-                    Contains("in_features=0"));
+  CHECK_THROWS_WITH(simsiam::Predictor(simsiam::PredictorOptions(0)), Contains("in_features=0"));
   simsiam::Predictor predictor(simsiam::PredictorOptions(16).hidden_features(4));
   CHECK_THROWS_WITH(predictor->forward(torch::randn({5})),
                     Contains("expected input of shape [B, 16], got [5]"));

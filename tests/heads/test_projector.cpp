@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Projector: the official builder.py layer stack, names, frozen bias, options and errors.
 #include "simsiam/heads/projector.hpp"
 
@@ -82,13 +83,12 @@ TEST_CASE("bad projector options and inputs fail clearly", "[heads][errors]") {
                     Contains("simsiam::Projector: expected num_layers >= 1, got 0"));
   CHECK_THROWS_WITH(simsiam::Projector(simsiam::ProjectorOptions(8).out_features(0)),
                     Contains("expected positive widths, got in_features=8, "
-                                    "hidden_features=8, out_features=0"));
+                             "hidden_features=8, out_features=0"));
   CHECK_THROWS_WITH(simsiam::Projector(simsiam::ProjectorOptions(8).hidden_features(0)),
                     Contains("hidden_features=0"));
   simsiam::Projector projector(simsiam::ProjectorOptions(8).out_features(4));
-  CHECK_THROWS_WITH(
-      projector->forward(torch::randn({4, 6})),
-      Contains("simsiam::Projector: expected input of shape [B, 8], got [4, 6]"));
+  CHECK_THROWS_WITH(projector->forward(torch::randn({4, 6})),
+                    Contains("simsiam::Projector: expected input of shape [B, 8], got [4, 6]"));
 }
 
 TEST_CASE("projector clones into an independent copy", "[heads]") {

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """A miniature ImageNet-style tree for tests/imagenet/run_imagenet.sh: DIR/train/<class>/*.JPEG
 (10 classes x 20) and DIR/val/<class>/*.JPEG (10 x 6), odd sizes (23-97 px), each class with
 an easy signal (its own colour and stripe direction under noise), one greyscale and one CMYK JPEG.

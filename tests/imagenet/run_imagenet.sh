@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # The ImageNet examples end to end on a miniature tree (tests/imagenet/make_tree.py): pretraining
 # for 3 epochs with a small ResNet on the CPU, killed (SIGKILL) once its first checkpoint is
 # written and resumed; then the linear evaluation of its checkpoint, and of the torchvision

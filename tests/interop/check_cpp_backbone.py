@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """The reverse direction of tests/interop/run_interop.sh: the backbone the C++ side wrote with
 simsiam::save_torchvision_backbone loads into torchvision's ResNet (strict except fc) and gives
 the C++ features within 1e-5. Usage: check_cpp_backbone.py DIR"""
@@ -18,7 +19,8 @@ def main(out):
     assert not result.unexpected_keys, result.unexpected_keys
     net.fc = nn.Identity()
     net.eval()
-    cpp = torch.load(f"{out}/cpp_features.pt")
+    # The test's own inputs and outputs, written with torch::pickle_save (tagged containers).
+    cpp = torch.load(f"{out}/cpp_features.pt", weights_only=False)
     with torch.no_grad():
         features = net(cpp["x"])
     error = (features - cpp["features"]).abs().max().item()

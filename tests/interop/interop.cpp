@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The C++ side of tests/interop/run_interop.sh (DIR written by make_official_checkpoint.py):
 // an official SimSiam checkpoint and a torchvision backbone load into the library's models and
 // give PyTorch's outputs within 1e-5; bad files are refused by name; then the backbone is

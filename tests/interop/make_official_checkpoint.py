@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Writes, in DIR, what the official facebookresearch/simsiam code would write, for the C++
 interoperability test (tests/interop/run_interop.sh):
 

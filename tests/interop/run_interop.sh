@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # PyTorch <-> C++ weights, both ways: Python writes an official SimSiam checkpoint and a
 # torchvision backbone; the C++ program loads them and compares outputs (1e-5), then writes a
 # backbone that Python's torchvision loads and compares. Usage: run_interop.sh INTEROP_PROGRAM

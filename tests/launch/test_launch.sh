@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-3-Clause
 # Tests of simsiam_launch (tools/simsiam_launch.cpp): the variables each rank sees, failure
 # propagation (exit code, signal, SIGTERM then SIGKILL, nothing left running), option errors,
 # programs that cannot run, several nodes, --log-dir, and signals sent to the launcher.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // SimSiam loss against PyTorch (official main_simsiam.py criterion) and the paper's ablations.
 #include "simsiam/loss/symmetric_loss.hpp"
 
@@ -114,10 +115,10 @@ TEST_CASE("bad loss inputs name both shapes", "[loss][errors]") {
   const auto a = torch::randn({4, 8});
   CHECK_THROWS_WITH(symmetric_loss(a, a, a, torch::randn({4, 6})),
                     Contains("expected p1 and z2 to have the same shape, got p1 [4, 8] and "
-                                    "z2 [4, 6]"));
+                             "z2 [4, 6]"));
   CHECK_THROWS_WITH(symmetric_loss(a, a, a, torch::randn({4, 8, 1})),
                     Contains("expected p1 and z2 to be 2-D [B, D] tensors, got p1 [4, 8] "
-                                    "and z2 [4, 8, 1]"));
+                             "and z2 [4, 8, 1]"));
   const auto empty = torch::randn({0, 8});
   CHECK_THROWS_WITH(symmetric_loss(empty, empty, empty, empty),
                     Contains("expected a non-empty batch, got p1 [0, 8] and z2 [0, 8]"));

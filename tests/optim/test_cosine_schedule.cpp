@@ -1,13 +1,13 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // CosineSchedule and the SGD recipe against main_simsiam.py's adjust_learning_rate and optimiser.
 #include "simsiam/optim/cosine_schedule.hpp"
-
-#include "support/catch.hpp"
 
 #include <cmath>
 
 #include "simsiam/backbones/convnet.hpp"
 #include "simsiam/model/simsiam.hpp"
 #include "simsiam/optim/recipe.hpp"
+#include "support/catch.hpp"
 
 namespace {
 

@@ -1,11 +1,12 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // LARS against a hand computation of apex LARC(SGD, trust_coefficient=0.001, clip=False), the
 // optimiser of main_lincls.py.
 #include "simsiam/optim/lars.hpp"
 
-#include "support/catch.hpp"
-
 #include <cmath>
 #include <sstream>
+
+#include "support/catch.hpp"
 
 namespace {
 
@@ -107,6 +108,5 @@ TEST_CASE("LARS momentum buffers survive save and load", "[optim][lars]") {
   lars.step();
   restored.step();
   CHECK(torch::equal(w, copy));
-  CHECK_THROWS_WITH(simsiam::Lars({w}, simsiam::LarsOptions(-1)),
-                    Contains("expected lr >= 0"));
+  CHECK_THROWS_WITH(simsiam::Lars({w}, simsiam::LarsOptions(-1)), Contains("expected lr >= 0"));
 }

@@ -15,7 +15,7 @@ inline Catch::Matchers::StringContainsMatcher Contains(const std::string& text) 
   return Catch::Matchers::ContainsSubstring(text);
 }
 #else
-#include "support/catch.hpp"
+#include <catch2/catch.hpp>
 
 using Catch::Contains;
 #endif

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Feeds one input to every reader that parses untrusted bytes (JPEG, PNG, any image, IDX raw or
 // gzip, CIFAR-10). Each must either decode or fail with a c10::Error; anything else (a crash, a
 // sanitizer report, another exception) is a bug. Shared by the libFuzzer target (fuzz/) and the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Helpers shared by the tests: reference fixtures made by PyTorch and the deterministic fill
 // that both sides use for weights and inputs (see tests/fixtures/make_core_fixtures.py).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Several ranks on loopback in one test: forked processes, each running the same body, and a
 // port per test process so that tests running in parallel do not meet.
 #pragma once

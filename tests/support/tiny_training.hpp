@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // A tiny SimSiam set-up for trainer tests: a 2-stage ConvNet on random 12x12 images, a loader
 // without workers, and a scratch folder removed at the end of the test.
 #pragma once

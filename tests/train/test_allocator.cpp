@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // keep_freed_memory: glibc accepts the thresholds; freed blocks are then reused, not unmapped.
 #include "simsiam/train/allocator.hpp"
 

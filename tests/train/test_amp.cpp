@@ -1,10 +1,11 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // Mixed precision: the autocast guard's scope, and the gradient scaler's skip/backoff/growth,
 // which follow torch.cuda.amp.GradScaler.
 #include "simsiam/train/amp.hpp"
 
-#include "support/catch.hpp"
-
 #include <limits>
+
+#include "support/catch.hpp"
 
 TEST_CASE("AutocastGuard casts matmuls to bfloat16 on CPU within its scope only", "[train][amp]") {
   const auto a = torch::randn({4, 4}), b = torch::randn({4, 4});

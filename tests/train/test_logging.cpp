@@ -1,12 +1,13 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The metrics log and plot of a real (tiny) run: columns, values and their consistency.
 #include "simsiam/train/logging.hpp"
 
-#include "support/catch.hpp"
 #include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <sstream>
 
+#include "support/catch.hpp"
 #include "support/tiny_training.hpp"
 
 namespace T = simsiam::testing;

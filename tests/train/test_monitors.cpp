@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // CollapseMonitor on collapsed and healthy models; KnnMonitor on a problem with a known answer.
 #include "simsiam/train/monitors.hpp"
 

@@ -1,13 +1,13 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // The trainer: exact resume, the non-finite loss guard, the schedule it drives, bad options.
 #include "simsiam/train/trainer.hpp"
-
-#include "support/catch.hpp"
 
 #include <cmath>
 #include <limits>
 #include <memory>
 
 #include "simsiam/optim/lars.hpp"
+#include "support/catch.hpp"
 #include "support/tiny_training.hpp"
 
 namespace T = simsiam::testing;

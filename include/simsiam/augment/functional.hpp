@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Batched image operations with one parameter per image, as torchvision computes them.
 ///

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief The augmentation recipes of the paper, ready to use.
 #pragma once

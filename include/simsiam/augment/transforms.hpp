@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Random augmentation functors over whole batches, each image with its own parameters.
 ///

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief A small, fast convolutional backbone for CPU experiments (the quick start).
 ///

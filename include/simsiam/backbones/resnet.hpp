@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief ResNet-18/34/50/101/152 with torchvision's parameter names, as SimSiam's backbone.
 ///

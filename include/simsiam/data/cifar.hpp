@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief CIFAR-10 in its binary version (`cifar-10-batches-bin`).
 ///

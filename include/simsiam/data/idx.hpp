@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Readers for the IDX format of MNIST and Fashion-MNIST, raw or gzip-compressed.
 ///

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Decodes an image file by its content (JPEG or PNG), whatever its name says.
 ///

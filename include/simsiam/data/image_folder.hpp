@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief ImageNet-style folders (`root/<class>/<file>`), and their two views decoded at the
 /// smallest DCT scale the random crops allow.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief JPEG decoding to RGB with libjpeg-turbo, optionally scaled in the DCT domain.
 ///

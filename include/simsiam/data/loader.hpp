@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief A multi-threaded loader of two-view batches: seeded order, per-epoch reshuffle,
 /// drop-last, sharding as PyTorch's DistributedSampler, bounded prefetch, bad images skipped.

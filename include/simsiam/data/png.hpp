@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief PNG decoding to RGB and encoding (for picture grids), with zlib alone.
 ///

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Internal helpers that format shapes and options for error messages.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Internal: reads what Python's `torch.save` writes (the zip archive of PyTorch >= 1.6:
 /// a protocol-2 pickle in `data.pkl`, tensor storages in `data/<key>`), or `torch::pickle_save`,

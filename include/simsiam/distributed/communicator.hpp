@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief `Communicator`: the collectives SimSiam's training pieces need (sum, broadcast,
 /// barrier, an asynchronous sum), as an interface. `ProcessGroup` implements it over c10d;

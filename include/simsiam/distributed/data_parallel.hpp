@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Data parallelism over a `Communicator`: parameters and buffers broadcast from rank 0,
 /// gradients averaged in flattened buckets whose all-reduce starts during backward, as soon as

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief A c10d process group set up from torchrun's environment variables with a TCPStore,
 /// or from a shared-file FileStore, with timeouts and errors that name the rank and the address.
@@ -22,7 +23,10 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <iostream>
+#include <mutex>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -38,6 +42,19 @@ using C10dBackend = c10d::Backend;
 #else
 using C10dBackend = c10d::ProcessGroup;
 #endif
+
+template <class Options, class = void>
+struct has_use_libuv : std::false_type {};
+template <class Options>
+struct has_use_libuv<Options, std::void_t<decltype(std::declval<Options&>().useLibUV)>>
+    : std::true_type {};
+
+/// The TCP store's classic server. LibTorch 2.4+ asks for the libuv one by default, which builds
+/// without libuv (Debian's) refuse outright; it pays off only for thousands of ranks.
+template <class Options>
+void disable_libuv(Options& options) {
+  if constexpr (has_use_libuv<Options>::value) options.useLibUV = false;
+}
 }  // namespace detail
 
 /// Whether this build can use NCCL (a CUDA LibTorch built with it).
@@ -57,7 +74,8 @@ struct DistributedOptions {
   TORCH_ARG(std::string, file_store) = "";
   /// How long to wait for the other processes, when joining and in every collective.
   TORCH_ARG(std::chrono::milliseconds, timeout) = std::chrono::minutes(30);
-  /// "gloo", "nccl", or "auto": NCCL when `device` is a GPU and this build has NCCL, else Gloo.
+  /// "gloo", "nccl", or "auto": NCCL when `device` is a GPU and this build has NCCL, else Gloo
+  /// (for a GPU, with a warning on stderr, once per process).
   TORCH_ARG(std::string, backend) = "auto";
   /// Where the tensors of the collectives live (auto backend; NCCL's GPU is this device).
   TORCH_ARG(torch::Device, device) = torch::kCPU;
@@ -121,6 +139,9 @@ class ProcessGroup final : public Communicator {
   explicit ProcessGroup(DistributedOptions options) : options_(std::move(options)) {
     options_.check();
     backend_ = options_.resolved_backend();
+    if (options_.backend() == "auto" && options_.device().is_cuda() && backend_ == "gloo") {
+      warn_gloo_for_cuda();
+    }
     const std::string where =
         options_.file_store().empty()
             ? options_.master_addr() + ":" + std::to_string(options_.master_port())
@@ -132,6 +153,7 @@ class ProcessGroup final : public Communicator {
         store_options.isServer = options_.rank() == 0;
         store_options.numWorkers = static_cast<size_t>(options_.world_size());
         store_options.timeout = options_.timeout();
+        detail::disable_libuv(store_options);
         store_ = c10::make_intrusive<c10d::TCPStore>(options_.master_addr(), store_options);
       } else {
         store_ = c10::make_intrusive<c10d::FileStore>(options_.file_store(),
@@ -196,6 +218,19 @@ class ProcessGroup final : public Communicator {
 
  private:
   static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+  /// Once per process, on stderr: `auto` fell back to Gloo for CUDA tensors because this build
+  /// has no NCCL. It works (Gloo stages CUDA tensors through host memory) but is much slower, and
+  /// a CUDA user would otherwise not know why.
+  static void warn_gloo_for_cuda() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      std::cerr << "simsiam::distributed: warning: backend 'auto' uses Gloo for CUDA tensors, "
+                   "as this build has no NCCL (expected LibTorch with USE_C10D_NCCL and nccl.h "
+                   "when compiling; see docs/install.md); collectives will be much slower than "
+                   "with NCCL\n";
+    });
+  }
 
   void create_nccl() {
 #if SIMSIAM_HAS_NCCL

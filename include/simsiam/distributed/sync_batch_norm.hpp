@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief SyncBatchNorm on any device: batch statistics over all ranks of a `Communicator`,
 /// differentiable (all-reduce in forward and in backward), running statistics updated with the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief The collapse statistic: per-channel std of l2-normalised outputs over the batch.
 ///

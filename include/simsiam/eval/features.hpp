@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Features of a whole image set, in batches, with the network in eval mode: the input
 /// of kNN evaluation and of a linear probe on frozen features.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Weighted k-nearest-neighbour classification of l2-normalised features.
 ///

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Linear evaluation on frozen features (main_lincls.py's protocol): a new fc initialised
 /// N(0, 0.01) with zero bias, trained with LARS (or SGD) under a cosine schedule, reporting

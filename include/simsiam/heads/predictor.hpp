@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief The prediction MLP h, which maps z of one view to p, a guess of the other view's z.
 #pragma once

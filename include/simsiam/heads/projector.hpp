@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief The projection MLP that ends the encoder f (backbone + projector), giving z.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief The per-sample distances D(p, z) that the SimSiam loss averages.
 ///

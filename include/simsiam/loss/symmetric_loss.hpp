@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief The SimSiam loss: L = 1/2 D(p1, stopgrad(z2)) + 1/2 D(p2, stopgrad(z1)) (paper Eq. 2-3).
 ///

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Weights to and from PyTorch: the official facebookresearch/simsiam checkpoints
 /// (`checkpoint_0099.pth.tar`) into a `SimSiam` model, and backbones in torchvision's state-dict

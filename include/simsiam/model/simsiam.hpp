@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief `SimSiam<Backbone>`: any feature extractor plus the projector and predictor heads.
 #pragma once

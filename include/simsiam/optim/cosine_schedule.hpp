@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief `CosineSchedule`: the official cosine learning-rate decay, per epoch or per step, with
 /// an optional linear warmup and parameter groups kept at their initial lr (`--fix-pred-lr`).

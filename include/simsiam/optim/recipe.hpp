@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief The official pretraining optimiser in one call: momentum SGD over the encoder and
 /// predictor groups with lr = base_lr x batch / 256, and its cosine schedule.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Keeps glibc from handing freed tensor memory back to the OS on every step.
 ///

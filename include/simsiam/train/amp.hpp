@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Mixed precision: an autocast guard and a gradient scaler (torch.cuda.amp's defaults),
 /// written on device-agnostic tensor operations so they build against any LibTorch.

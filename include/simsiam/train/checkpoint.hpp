@@ -197,9 +197,9 @@ inline void read_optimizer(torch::serialize::InputArchive& archive,
               type_name(optimizer));
   auto& groups = optimizer.param_groups();
   const int64_t saved_groups = read_int(archive, "groups");
-  TORCH_CHECK(saved_groups == static_cast<int64_t>(groups.size()), kWhere, ": the optimiser state in '",
-              path, "' does not fit this optimiser: it has ", saved_groups,
-              " parameter groups, this optimiser ", groups.size());
+  TORCH_CHECK(saved_groups == static_cast<int64_t>(groups.size()), kWhere,
+              ": the optimiser state in '", path, "' does not fit this optimiser: it has ",
+              saved_groups, " parameter groups, this optimiser ", groups.size());
   const auto make = param_state_maker(optimizer);
   // Read everything first; the optimiser changes only once all of it fits.
   std::vector<std::pair<torch::Tensor, std::unique_ptr<torch::optim::OptimizerParamState>>> states;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief `Hook`: code the `Trainer` calls at run, epoch and step boundaries, and `TrainState`,
 /// what it sees there.

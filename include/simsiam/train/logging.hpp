@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Reporting hooks: `ProgressBar` (terminal bar, or plain lines when not a terminal),
 /// `MetricsLog` (CSV and JSON lines) and `MetricsPlot` (loss, collapse std and kNN accuracy vs

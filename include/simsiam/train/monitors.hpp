@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Monitors the community runs next to SimSiam: `CollapseMonitor` (std of l2-normalised z)
 /// and `KnnMonitor` (weighted kNN accuracy of backbone features every few epochs).

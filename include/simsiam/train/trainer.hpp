@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief `Trainer`: the SimSiam training loop over any model, loader, optimiser, schedule and
 /// loss, with hooks, checkpoints, exact resume, a non-finite loss guard and mixed precision.

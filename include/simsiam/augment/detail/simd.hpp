@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Four-lane float vectors for the CPU pixel loops (GCC/Clang vector extensions).
 ///

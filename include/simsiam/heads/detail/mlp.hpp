@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 /// @file
 /// @brief Internal: the Linear/BN/ReLU stack shared by the projector and the predictor.
 #pragma once
