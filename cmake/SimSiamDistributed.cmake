@@ -164,8 +164,4 @@ if(SIMSIAM_GLOO_INCLUDE_DIR)
   set_target_properties(simsiam_distributed PROPERTIES EXPORT_NAME distributed)
   target_link_libraries(simsiam_distributed INTERFACE simsiam)
   simsiam_distributed_usage(simsiam_distributed BUILD_INTERFACE)
-  if(SIMSIAM_INSTALL)
-    # The installed SimSiamConfig.cmake includes this file (same folder as SimSiamInstall.cmake's).
-    install(FILES "${CMAKE_CURRENT_LIST_FILE}" DESTINATION "${CMAKE_INSTALL_LIBDIR}/cmake/SimSiam")
-  endif()
 endif()

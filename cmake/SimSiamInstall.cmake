@@ -19,4 +19,6 @@ configure_package_config_file("${PROJECT_SOURCE_DIR}/cmake/SimSiamConfig.cmake.i
 write_basic_package_version_file("${PROJECT_BINARY_DIR}/SimSiamConfigVersion.cmake"
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
 install(FILES "${PROJECT_BINARY_DIR}/SimSiamConfig.cmake" "${PROJECT_BINARY_DIR}/SimSiamConfigVersion.cmake"
-  "${PROJECT_SOURCE_DIR}/cmake/FindTurboJPEG.cmake" DESTINATION "${SIMSIAM_CMAKE_DIR}")
+  "${PROJECT_SOURCE_DIR}/cmake/FindTurboJPEG.cmake"
+  # The installed SimSiamConfig.cmake looks for Gloo's and NCCL's headers with its functions.
+  "${PROJECT_SOURCE_DIR}/cmake/SimSiamDistributed.cmake" DESTINATION "${SIMSIAM_CMAKE_DIR}")
