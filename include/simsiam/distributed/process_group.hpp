@@ -20,7 +20,10 @@
 #define SIMSIAM_HAS_NCCL 0
 #endif
 
+#include <signal.h>  // sigaction (POSIX)
+
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -54,6 +57,17 @@ struct has_use_libuv<Options, std::void_t<decltype(std::declval<Options&>().useL
 template <class Options>
 void disable_libuv(Options& options) {
   if constexpr (has_use_libuv<Options>::value) options.useLibUV = false;
+}
+
+/// Writing to a peer that has died raises SIGPIPE, whose default action kills the process before
+/// Gloo can report the error (LibTorch 2.x's Gloo writes with writev, not send(MSG_NOSIGNAL)).
+/// A program that chose its own disposition keeps it; only the default is turned into "ignore",
+/// so the write fails with EPIPE and the collective throws an error naming the rank.
+inline void ignore_default_sigpipe() {
+  struct sigaction current {};
+  if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+    std::signal(SIGPIPE, SIG_IGN);
+  }
 }
 }  // namespace detail
 
@@ -134,9 +148,12 @@ struct DistributedOptions {
 
 /// The processes of one run, joined through a store into a Gloo or NCCL process group.
 /// With NCCL, CPU tensors given to a collective travel through the GPU and back.
+/// Joining sets SIGPIPE to "ignore" unless the program installed its own handler: a dead peer
+/// then makes a collective throw, naming the rank, instead of killing this process silently.
 class ProcessGroup final : public Communicator {
  public:
   explicit ProcessGroup(DistributedOptions options) : options_(std::move(options)) {
+    detail::ignore_default_sigpipe();
     options_.check();
     backend_ = options_.resolved_backend();
     if (options_.backend() == "auto" && options_.device().is_cuda() && backend_ == "gloo") {
