@@ -22,7 +22,7 @@ void BM_TwoViewsCifar32(benchmark::State& state) {
   auto gen = at::detail::createCPUGenerator(0);
   const auto images = torch::randint(0, 256, {512, 3, 32, 32}, gen, torch::kUInt8);
   A::TwoViews<decltype(A::simsiam_cifar())> views(A::simsiam_cifar(32),
-                                                  A::TwoViewsOptions{0, state.range(1)});
+                                                  A::TwoViewsOptions(0).cpu_chunk(state.range(1)));
   for (auto _ : state) {
     auto [v1, v2] = views(images, gen);
     benchmark::DoNotOptimize(v1.data_ptr());
@@ -39,8 +39,8 @@ void BM_TwoViewsImageNet224(benchmark::State& state) {
     const int64_t h = 330 + (i * 7) % 41, w = 380 + (i * 11) % 41;  // ~350 x 400, all different
     images.push_back(torch::randint(0, 256, {3, h, w}, gen, torch::kUInt8));
   }
-  A::TwoViews<decltype(A::simsiam_imagenet())> views(A::simsiam_imagenet(224),
-                                                     A::TwoViewsOptions{0, state.range(1)});
+  A::TwoViews<decltype(A::simsiam_imagenet())> views(
+      A::simsiam_imagenet(224), A::TwoViewsOptions(0).cpu_chunk(state.range(1)));
   for (auto _ : state) {
     auto [v1, v2] = views(images, gen);
     benchmark::DoNotOptimize(v1.data_ptr());

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <simsiam/augment/presets.hpp>
+#include <simsiam/data/folder_source.hpp>
 #include <simsiam/data/loader.hpp>
 
 namespace {
@@ -52,8 +53,8 @@ void BM_LoaderTwoViews224(benchmark::State& state) {
   using Post = A::Compose<A::RandomHorizontalFlip>;
   using Source = simsiam::FolderSource<Post>;
   simsiam::LoaderOptions options;
-  options.batch_size = 24;
-  options.workers = workers;
+  options.batch_size(24);
+  options.workers(workers);
   simsiam::Loader<Source> loader(
       Source{simsiam::ImageFolder(bench_folder()),
              simsiam::DecodedViews{A::RandomResizedCrop(224, {0.2, 1.0}), scaled},

@@ -8,7 +8,7 @@ BUILD="${SIMSIAM_BUILD_DIR:-$ROOT/build}"
 
 # Packages every build needs. libopenblas0-openmp matters for speed: Debian's LibTorch calls
 # whatever libblas.so.3 provides, and the reference BLAS is ~10x slower on the heads and kNN.
-BASE_PACKAGES=(g++ cmake ninja-build zlib1g-dev libturbojpeg0-dev libcli11-dev gnuplot-nox
+BASE_PACKAGES=(g++ cmake ninja-build zlib1g-dev libturbojpeg0-dev libcli11-dev nlohmann-json3-dev gnuplot-nox
   libopenblas0-openmp libgloo-dev)
 
 # Your own LibTorch instead of Debian's (docs/install.md): SIMSIAM_LIBTORCH=/path/to/libtorch, an
@@ -41,7 +41,7 @@ unset _prefixes _torch_dir _dir
 
 # What scripts/test_leg.sh needs besides: Catch2, JSON for the fixtures, Google Benchmark, the
 # real Fashion-MNIST, PyTorch for the weight interoperability test (never used by the library).
-TEST_PACKAGES=("${BASE_PACKAGES[@]}" catch2 nlohmann-json3-dev libbenchmark-dev
+TEST_PACKAGES=("${BASE_PACKAGES[@]}" catch2 libbenchmark-dev
   dataset-fashion-mnist python3-torch python3-torchvision)
 
 # Installs the packages in "$@" that are not installed yet (as root; apt-get update first).

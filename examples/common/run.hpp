@@ -5,6 +5,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <exception>
@@ -30,6 +31,20 @@ inline std::string new_run_dir(const std::string& out, const std::string& name) 
     dir = out + "/" + name + "-" + stamp + "-" + std::to_string(i);
   }
   return dir;
+}
+
+/// The run folder of rank 0: a new OUT/NAME-..., or the folder of the checkpoint to resume; the
+/// other ranks write nothing ("").
+inline std::string run_folder(const std::string& out, const std::string& name,
+                              const std::string& resume, bool main_rank) {
+  if (!main_rank) return "";
+  if (resume.empty()) return new_run_dir(out, name);
+  return std::filesystem::absolute(resume).parent_path().string();
+}
+
+/// Minutes since `start`.
+inline double minutes_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
 }
 
 /// Runs `body`; a failure becomes one line on stderr and exit status 1.

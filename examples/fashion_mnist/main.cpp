@@ -16,10 +16,11 @@
 // Data parallel on several processes (torchrun's variables), --batch-size split among them:
 //   simsiam_launch --nproc 2 fashion_mnist --threads 1
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <simsiam/augment/presets.hpp>
 #include <simsiam/data/idx.hpp>
 #include <simsiam/data/loader.hpp>
-#include <simsiam/detail/file.hpp>
+#include <simsiam/data/tensor_source.hpp>
 #include <simsiam/simsiam.hpp>
 #include <simsiam/train/allocator.hpp>
 #ifdef SIMSIAM_EXAMPLE_DISTRIBUTED
@@ -30,10 +31,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <iostream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -42,6 +41,8 @@
 namespace {
 
 namespace A = simsiam::augment;
+using Model = simsiam::SimSiam<simsiam::ConvNet>;
+using Source = simsiam::TensorSource<decltype(A::simsiam_grayscale(28))>;
 
 struct Config {
   std::string data = "/usr/share/datasets/fashion-mnist";
@@ -95,7 +96,7 @@ struct Scores {
 };
 
 /// kNN (bank: training images, queries: test images) and the linear probe of backbone features.
-Scores evaluate(simsiam::SimSiam<simsiam::ConvNet>& model, const simsiam::LabeledImages& train,
+Scores evaluate(Model& model, const simsiam::LabeledImages& train,
                 const simsiam::LabeledImages& test, const Config& config) {
   const auto options = simsiam::FeatureOptions().batch_size(1024).transform(to_input);
   auto features = [&](const torch::Tensor& x) { return model->features(x); };
@@ -116,15 +117,16 @@ Scores evaluate(simsiam::SimSiam<simsiam::ConvNet>& model, const simsiam::Labele
 
 void write_results(const std::string& path, const Scores& random, const Scores& trained,
                    double minutes, const simsiam::TrainResult& result) {
-  std::ostringstream json;
-  json << "{\n  \"knn_top1\": " << trained.knn << ",\n  \"knn_top1_random_init\": " << random.knn
-       << ",\n  \"probe_top1\": " << trained.probe_top1
-       << ",\n  \"probe_top5\": " << trained.probe_top5
-       << ",\n  \"probe_top1_random_init\": " << random.probe_top1
-       << ",\n  \"probe_top5_random_init\": " << random.probe_top5
-       << ",\n  \"epochs\": " << result.epochs_completed << ",\n  \"steps\": " << result.steps
-       << ",\n  \"minutes\": " << minutes << "\n}\n";
-  simsiam::detail::write_file_atomically(json.str(), path, "fashion_mnist");
+  const nlohmann::ordered_json json{{"knn_top1", trained.knn},
+                                    {"knn_top1_random_init", random.knn},
+                                    {"probe_top1", trained.probe_top1},
+                                    {"probe_top5", trained.probe_top5},
+                                    {"probe_top1_random_init", random.probe_top1},
+                                    {"probe_top5_random_init", random.probe_top5},
+                                    {"epochs", result.epochs_completed},
+                                    {"steps", result.steps},
+                                    {"minutes", minutes}};
+  simsiam::write_file_atomically(json.dump(2) + "\n", path);
 }
 
 /// The processes of a run started by simsiam_launch or torchrun (WORLD_SIZE > 1), or null.
@@ -141,106 +143,78 @@ std::unique_ptr<simsiam::distributed::Communicator> join_ranks() {
 #endif
 }
 
-int run(const Config& config) {
-  const auto start = std::chrono::steady_clock::now();
-  simsiam::keep_freed_memory();  // reuse activations' memory instead of page-faulting it back
-  torch::set_num_threads(config.threads);
-  torch::manual_seed(config.seed);
-  const auto ranks = join_ranks();
-  const int64_t world = simsiam::distributed::world_size(ranks.get());
-  const bool main_rank = simsiam::distributed::rank(ranks.get()) == 0;
-  if (config.batch_size % world != 0) {
-    std::cerr << "fashion_mnist: --batch-size " << config.batch_size
-              << " must be a multiple of the " << world << " processes\n";
-    return 1;
-  }
-  simsiam::LabeledImages train, test;
+/// Training and test sets, and the part of the training set that pretraining sees.
+struct Data {
+  simsiam::LabeledImages train, test, pretrain;
+};
+
+Data load_data(const Config& config, int64_t world) {
+  TORCH_CHECK(config.batch_size % world == 0, "--batch-size ", config.batch_size,
+              " must be a multiple of the ", world, " processes");
+  Data data;
   try {
-    train = simsiam::read_mnist(config.data, /*train=*/true);
-    test = simsiam::read_mnist(config.data, /*train=*/false);
+    data.train = simsiam::read_mnist(config.data, /*train=*/true);
+    data.test = simsiam::read_mnist(config.data, /*train=*/false);
   } catch (const c10::Error& e) {
-    std::cerr << "fashion_mnist: no readable Fashion-MNIST in '" << config.data
-              << "': install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"
-                 " or pass --data DIR ("
-              << e.what_without_backtrace() << ")\n";
-    return 1;
+    TORCH_CHECK(false, "no readable Fashion-MNIST in '", config.data,
+                "': install Debian's dataset-fashion-mnist (apt-get install "
+                "dataset-fashion-mnist) or pass --data DIR (",
+                e.what_without_backtrace(), ")");
   }
-  simsiam::LabeledImages pretrain = train;
-  if (config.train_subset > 0 && config.train_subset < train.images.size(0)) {
-    pretrain = {train.images.slice(0, 0, config.train_subset),
-                train.labels.slice(0, 0, config.train_subset)};
+  data.pretrain = data.train;
+  const int64_t n = data.train.images.size(0);
+  if (config.train_subset > 0 && config.train_subset < n) {
+    data.pretrain = {data.train.images.slice(0, 0, config.train_subset),
+                     data.train.labels.slice(0, 0, config.train_subset)};
   }
-  if (pretrain.images.size(0) < config.batch_size) {
-    std::cerr << "fashion_mnist: --batch-size " << config.batch_size << " exceeds the "
-              << pretrain.images.size(0) << " training images\n";
-    return 1;
-  }
-  // Rank 0 writes the run folder; the other ranks write nothing.
-  const std::string run_dir = !main_rank ? ""
-                              : config.resume.empty()
-                                  ? examples::new_run_dir(config.out, "fashion_mnist")
-                                  : std::filesystem::absolute(config.resume).parent_path().string();
+  TORCH_CHECK(data.pretrain.images.size(0) >= config.batch_size, "--batch-size ", config.batch_size,
+              " exceeds the ", data.pretrain.images.size(0), " training images");
+  return data;
+}
 
-  simsiam::ConvNet backbone(simsiam::ConvNetOptions(1).widths(config.widths));
-  simsiam::SimSiam<simsiam::ConvNet> model(
-      backbone,
-      simsiam::SimSiamOptions().dim(config.dim).pred_dim(config.pred_dim).projector_layers(2));
-  Scores random;
-  if (main_rank) {
-    random = evaluate(model, train, test, config);
-    std::printf("random init: kNN top-1 %.2f%%, linear probe top-1 %.2f%%\n", 100 * random.knn,
-                100 * random.probe_top1);
-  }
-
-  // Crop (scale 0.2-1), brightness/contrast jitter 0.4 with p = 0.8, blur with p = 0.5, flip,
-  // normalisation: the paper's recipe without the colour operations grey images lack.
-  simsiam::LoaderOptions loader_options;
-  loader_options.batch_size = config.batch_size / world;  // the total batch, split
-  loader_options.workers = config.workers;
-  loader_options.seed = config.seed;
-  loader_options.rank = simsiam::distributed::rank(ranks.get());
-  loader_options.world_size = world;
-  using Source = simsiam::TensorSource<decltype(A::simsiam_grayscale(28))>;
-  simsiam::Loader<Source> loader(Source{pretrain, A::simsiam_grayscale(28)}, loader_options);
-
-  const auto recipe = simsiam::SgdRecipe()
-                          .base_lr(config.base_lr)
-                          .batch_size(config.batch_size)
-                          .weight_decay(config.weight_decay);
-  auto sgd = simsiam::make_sgd(model, recipe);
-  auto schedule = simsiam::make_cosine_schedule(sgd, recipe, config.epochs);
-  simsiam::Trainer trainer(model, loader, sgd, &schedule,
-                           simsiam::TrainerOptions()
-                               .epochs(config.epochs)
-                               .run_dir(run_dir)
-                               .resume(config.resume)
-                               .config(run_config(config))
-                               .communicator(ranks.get()));
-  trainer.add_hook(std::make_shared<simsiam::KnnMonitor>(
-      train.images, train.labels, test.images, test.labels, 10,
-      simsiam::KnnMonitorOptions()
-          .every(config.knn_every)
-          .knn(simsiam::KnnOptions().k(config.knn_k).temperature(config.knn_t))
-          .transform(to_input)));
-  if (main_rank) {
-    std::printf(
-        "SimSiam on Fashion-MNIST: %lld images, batch %lld (%lld process%s), %d epochs, lr %.4f, "
-        "%d threads, run folder %s\n",
-        static_cast<long long>(pretrain.images.size(0)), static_cast<long long>(config.batch_size),
-        static_cast<long long>(world), world > 1 ? "es" : "", config.epochs, recipe.lr(),
-        config.threads, run_dir.c_str());
-    std::fflush(stdout);
-  }
-  const auto result = trainer.fit();
-  if (!main_rank) return 0;  // rank 0 evaluates and reports
-  if (result.stopped) {
-    std::printf("training stopped early: %s\n", result.stop_reason.c_str());
+/// The parts of pretraining: the trainer refers to the loader, optimiser and schedule.
+struct Pretraining {
+  Pretraining(Model& model, const Data& data, const Config& config,
+              simsiam::distributed::Communicator* ranks, const std::string& run_dir)
+      : recipe(simsiam::SgdRecipe()
+                   .base_lr(config.base_lr)
+                   .batch_size(config.batch_size)
+                   .weight_decay(config.weight_decay)),
+        // Crop (scale 0.2-1), brightness/contrast jitter 0.4 with p = 0.8, blur with p = 0.5,
+        // flip, normalisation: the paper's recipe without the colour operations grey images lack.
+        loader(Source{data.pretrain, A::simsiam_grayscale(28)},
+               simsiam::LoaderOptions()
+                   .batch_size(config.batch_size / simsiam::distributed::world_size(ranks))
+                   .workers(config.workers)
+                   .seed(config.seed)
+                   .rank(simsiam::distributed::rank(ranks))
+                   .world_size(simsiam::distributed::world_size(ranks))),
+        sgd(simsiam::make_sgd(model, recipe)),
+        schedule(simsiam::make_cosine_schedule(sgd, recipe, config.epochs)),
+        trainer(model, loader, sgd, &schedule,
+                simsiam::TrainerOptions()
+                    .epochs(config.epochs)
+                    .run_dir(run_dir)
+                    .resume(config.resume)
+                    .config(run_config(config))
+                    .communicator(ranks)) {
+    trainer.add_hook(std::make_shared<simsiam::KnnMonitor>(
+        data.train.images, data.train.labels, data.test.images, data.test.labels, 10,
+        simsiam::KnnMonitorOptions()
+            .every(config.knn_every)
+            .knn(simsiam::KnnOptions().k(config.knn_k).temperature(config.knn_t))
+            .transform(to_input)));
   }
 
-  const Scores trained = evaluate(model, train, test, config);
-  const double minutes =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
-  write_results(run_dir + "/results.json", random, trained, minutes, result);
+  simsiam::SgdRecipe recipe;
+  simsiam::Loader<Source> loader;
+  torch::optim::SGD sgd;
+  simsiam::CosineSchedule schedule;
+  simsiam::Trainer<Model, simsiam::Loader<Source>> trainer;
+};
+
+void print_scores(const Config& config, const Scores& random, const Scores& trained, double minutes,
+                  const std::string& run_dir) {
   std::printf(
       "kNN top-1 (k=%lld, t=%.2f) on the 10k test set: %.2f%% after SimSiam vs %.2f%% at random "
       "init (%+.2f points)\n"
@@ -252,6 +226,49 @@ int run(const Config& config) {
       100 * (trained.knn - random.knn), static_cast<long long>(config.probe_epochs),
       100 * trained.probe_top1, 100 * random.probe_top1, 100 * trained.probe_top5,
       100 * random.probe_top5, minutes, run_dir.c_str());
+}
+
+int run(const Config& config) {
+  const auto start = std::chrono::steady_clock::now();
+  simsiam::keep_freed_memory();  // reuse activations' memory instead of page-faulting it back
+  torch::set_num_threads(config.threads);
+  torch::manual_seed(config.seed);
+  const auto ranks = join_ranks();
+  const int64_t world = simsiam::distributed::world_size(ranks.get());
+  const int64_t rank = simsiam::distributed::rank(ranks.get());
+  const Data data = load_data(config, world);
+  const std::string run_dir =
+      examples::run_folder(config.out, "fashion_mnist", config.resume, rank == 0);
+
+  simsiam::ConvNet backbone(simsiam::ConvNetOptions(1).widths(config.widths));
+  Model model(
+      backbone,
+      simsiam::SimSiamOptions().dim(config.dim).pred_dim(config.pred_dim).projector_layers(2));
+  Scores random;
+  if (rank == 0) {
+    random = evaluate(model, data.train, data.test, config);
+    std::printf("random init: kNN top-1 %.2f%%, linear probe top-1 %.2f%%\n", 100 * random.knn,
+                100 * random.probe_top1);
+  }
+
+  Pretraining pretraining(model, data, config, ranks.get(), run_dir);
+  if (rank == 0) {
+    std::printf(
+        "SimSiam on Fashion-MNIST: %lld images, batch %lld (%lld process%s), %d epochs, "
+        "lr %.4f, %d threads, run folder %s\n",
+        static_cast<long long>(data.pretrain.images.size(0)),
+        static_cast<long long>(config.batch_size), static_cast<long long>(world),
+        world > 1 ? "es" : "", config.epochs, pretraining.recipe.lr(), config.threads,
+        run_dir.c_str());
+    std::fflush(stdout);
+  }
+  const auto result = pretraining.trainer.fit();
+  if (rank != 0) return 0;  // rank 0 evaluates and reports
+  if (result.stopped) std::printf("training stopped early: %s\n", result.stop_reason.c_str());
+  const Scores trained = evaluate(model, data.train, data.test, config);
+  const double minutes = examples::minutes_since(start);
+  write_results(run_dir + "/results.json", random, trained, minutes, result);
+  print_scores(config, random, trained, minutes, run_dir);
   return 0;
 }
 

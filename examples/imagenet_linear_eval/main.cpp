@@ -13,8 +13,8 @@
 //       imagenet_pretrain, an official checkpoint_0099.pth.tar, or a torchvision state dict
 //   simsiam_launch --nproc 8 imagenet_linear_eval --pretrained ... DATA
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <simsiam/data/loader.hpp>
-#include <simsiam/detail/file.hpp>
 #include <simsiam/model/pytorch_interop.hpp>
 #include <simsiam/simsiam.hpp>
 #include <simsiam/train/allocator.hpp>
@@ -23,7 +23,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
-#include <sstream>
 #include <string>
 
 #include "../common/imagenet.hpp"
@@ -118,6 +117,111 @@ std::pair<double, double> validate(simsiam::ResNet& backbone, torch::nn::Linear&
   return {top1 / static_cast<double>(count), top5 / static_cast<double>(count)};
 }
 
+/// The pretrained backbone, frozen: evaluation mode (BN keeps the pretrained statistics), no
+/// gradients, and a copy of every tensor for main_lincls.py's sanity check at the end.
+struct FrozenBackbone {
+  FrozenBackbone(const Config& config, torch::Device device)
+      : net(imagenet::make_backbone(config.arch)) {
+    load_pretrained(net, config);
+    net->to(device);
+    net->eval();
+    for (auto& p : net->parameters()) p.set_requires_grad(false);
+    for (const auto& t : net->parameters()) before.push_back(t.detach().clone());
+    for (const auto& t : net->buffers()) before.push_back(t.clone());
+  }
+  /// Whether no parameter or statistic moved.
+  bool unchanged() const {
+    size_t k = 0;
+    bool same = true;
+    for (const auto& t : net->parameters()) same = same && torch::equal(t, before[k++]);
+    for (const auto& t : net->buffers()) same = same && torch::equal(t, before[k++]);
+    return same;
+  }
+  simsiam::ResNet net;
+  std::vector<torch::Tensor> before;
+};
+
+/// LARS (the paper) or SGD on the classifier, lr scaled by batch / 256.
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& config, torch::nn::Linear& fc,
+                                                        double lr) {
+  if (config.lars) {
+    return std::make_unique<simsiam::Lars>(
+        fc->parameters(),
+        simsiam::LarsOptions(lr).momentum(config.momentum).weight_decay(config.weight_decay));
+  }
+  return std::make_unique<torch::optim::SGD>(
+      fc->parameters(),
+      torch::optim::SGDOptions(lr).momentum(config.momentum).weight_decay(config.weight_decay));
+}
+
+/// Train: RandomResizedCrop, flip, normalise; val: Resize + CenterCrop (main_lincls.py).
+OneViewSource train_source(simsiam::ImageFolder folder, int64_t size) {
+  const auto transform = A::Compose(A::RandomResizedCrop(size), A::RandomHorizontalFlip(),
+                                    A::Normalize(A::kImageNetMean, A::kImageNetStd));
+  return {std::move(folder),
+          [transform](const std::vector<torch::Tensor>& images, torch::Generator& generator) {
+            return transform(images, generator);
+          }};
+}
+OneViewSource val_source(simsiam::ImageFolder folder, int64_t size) {
+  return {std::move(folder), [size](const std::vector<torch::Tensor>& images, torch::Generator&) {
+            std::vector<torch::Tensor> views;
+            for (const auto& image : images) views.push_back(imagenet::center_view(image, size));
+            return imagenet::to_input(torch::stack(views));
+          }};
+}
+
+/// The classifier's part of the run: one epoch of main_lincls.py's train(); the mean loss.
+struct Classifier {
+  torch::nn::Linear fc;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+
+  double train_epoch(FrozenBackbone& backbone, simsiam::Loader<OneViewSource>& loader,
+                     const simsiam::distributed::Replicas& replicas,
+                     simsiam::distributed::Attachment& attached, const Config& config,
+                     torch::Device device, int64_t epoch) {
+    double loss_sum = 0;
+    int64_t steps = 0;
+    while (true) {
+      auto batch = loader.next();
+      // A rank whose loader skipped a batch of bad images ends the epoch on every rank.
+      if (replicas.agree(batch.has_value(), false).ranks_with_batch < replicas.size()) break;
+      torch::Tensor features;
+      {
+        torch::NoGradGuard no_grad;
+        features = backbone.net->forward(batch->view1.to(device, /*non_blocking=*/true));
+      }
+      const auto loss =
+          torch::nn::functional::cross_entropy(fc->forward(features), batch->labels.to(device));
+      optimizer->zero_grad();
+      loss.backward();
+      attached.synchronize_gradients();
+      optimizer->step();
+      loss_sum += loss.item<double>();
+      ++steps;
+      if (replicas.is_main() && steps % config.print_freq == 0) {
+        std::printf("epoch %lld step %lld/%lld loss %.4f\n", static_cast<long long>(epoch + 1),
+                    static_cast<long long>(steps),
+                    static_cast<long long>(loader.batches_per_epoch()), loss_sum / steps);
+      }
+    }
+    return steps > 0 ? loss_sum / steps : 0.0;
+  }
+};
+
+void write_results(const Config& config, double top1, double top5, double best1,
+                   int64_t num_classes) {
+  if (config.out.empty()) return;
+  std::filesystem::create_directories(config.out);
+  const nlohmann::ordered_json json{{"top1", top1},
+                                    {"top5", top5},
+                                    {"best_top1", best1},
+                                    {"epochs", config.epochs},
+                                    {"backbone_unchanged", true},
+                                    {"chance", 1.0 / num_classes}};
+  simsiam::write_file_atomically(json.dump(2) + "\n", config.out + "/linear_eval.json");
+}
+
 int run(const Config& config) {
   const auto started = std::chrono::steady_clock::now();
   simsiam::keep_freed_memory();
@@ -139,69 +243,30 @@ int run(const Config& config) {
   TORCH_CHECK(val.classes() == train.classes(), "expected the same classes in '", config.data,
               "/train' and '/val'");
   const auto num_classes = static_cast<int64_t>(train.classes().size());
-
-  auto backbone = imagenet::make_backbone(config.arch);
-  load_pretrained(backbone, config);
-  backbone->to(device);
-  backbone->eval();  // frozen: BN uses the pretrained running statistics
-  for (auto& p : backbone->parameters()) p.set_requires_grad(false);
-  std::vector<torch::Tensor> before;  // sanity check at the end
-  for (const auto& t : backbone->parameters()) before.push_back(t.detach().clone());
-  for (const auto& t : backbone->buffers()) before.push_back(t.clone());
-  auto fc = simsiam::make_linear_classifier(backbone->feature_dim(), num_classes);
-  fc->to(device);
-  std::unique_ptr<simsiam::distributed::DataParallel> parallel;
-  if (ranks.group) {
-    parallel = std::make_unique<simsiam::distributed::DataParallel>(*fc, *ranks.group);
-    parallel->broadcast_state();
-  }
-
+  FrozenBackbone backbone(config, device);
+  Classifier classifier{simsiam::make_linear_classifier(backbone.net->feature_dim(), num_classes),
+                        nullptr};
+  classifier.fc->to(device);
+  const simsiam::distributed::Replicas replicas(ranks.group.get());
+  const auto attached = replicas.attach(*classifier.fc, /*sync_batch_norm=*/false, {});
   const double lr = config.lr * static_cast<double>(config.batch_size) / 256.0;
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
-  if (config.lars) {
-    optimizer = std::make_unique<simsiam::Lars>(
-        fc->parameters(),
-        simsiam::LarsOptions(lr).momentum(config.momentum).weight_decay(config.weight_decay));
-  } else {
-    optimizer = std::make_unique<torch::optim::SGD>(
-        fc->parameters(),
-        torch::optim::SGDOptions(lr).momentum(config.momentum).weight_decay(config.weight_decay));
-  }
-  simsiam::CosineSchedule schedule(*optimizer, simsiam::CosineScheduleOptions(config.epochs));
+  classifier.optimizer = make_optimizer(config, classifier.fc, lr);
+  simsiam::CosineSchedule schedule(*classifier.optimizer,
+                                   simsiam::CosineScheduleOptions(config.epochs));
 
-  simsiam::LoaderOptions loader_options;
-  loader_options.batch_size = config.batch_size / ranks.world();
-  loader_options.workers = config.workers;
-  loader_options.seed = seed;
-  loader_options.drop_last = false;
-  loader_options.rank = ranks.rank();
-  loader_options.world_size = ranks.world();
-  const auto train_transform =
-      A::Compose(A::RandomResizedCrop(config.image_size), A::RandomHorizontalFlip(),
-                 A::Normalize(A::kImageNetMean, A::kImageNetStd));
-  simsiam::Loader<OneViewSource> loader(
-      OneViewSource{
-          std::move(train),
-          [train_transform](const std::vector<torch::Tensor>& images, torch::Generator& generator) {
-            return train_transform(images, generator);
-          }},
-      loader_options);
+  const auto loader_options = simsiam::LoaderOptions()
+                                  .batch_size(config.batch_size / ranks.world())
+                                  .workers(config.workers)
+                                  .seed(seed)
+                                  .drop_last(false)
+                                  .rank(ranks.rank())
+                                  .world_size(ranks.world());
+  simsiam::Loader<OneViewSource> loader(train_source(std::move(train), config.image_size),
+                                        loader_options);
   auto val_options = loader_options;
-  val_options.shuffle = false;
-  val_options.rank = 0;
-  val_options.world_size = 1;
-  val_options.batch_size = 256;
-  const int64_t size = config.image_size;
-  simsiam::Loader<OneViewSource> val_loader(
-      OneViewSource{std::move(val),
-                    [size](const std::vector<torch::Tensor>& images, torch::Generator&) {
-                      std::vector<torch::Tensor> views;
-                      for (const auto& image : images) {
-                        views.push_back(imagenet::center_view(image, size));
-                      }
-                      return imagenet::to_input(torch::stack(views));
-                    }},
-      val_options);
+  val_options.shuffle(false).rank(0).world_size(1).batch_size(256);
+  simsiam::Loader<OneViewSource> val_loader(val_source(std::move(val), config.image_size),
+                                            val_options);
   if (ranks.main()) {
     std::printf(
         "linear evaluation of %s (%s) on %lld classes: total batch %lld, lr %.4g, %s, "
@@ -214,68 +279,23 @@ int run(const Config& config) {
   for (int64_t epoch = 0; epoch < config.epochs; ++epoch) {
     schedule.step();
     loader.set_epoch(epoch);
-    double loss_sum = 0;
-    int64_t steps = 0;
-    while (true) {
-      auto batch = loader.next();
-      if (ranks.group) {  // a rank whose loader skipped a batch of bad images ends the epoch
-        std::vector<torch::Tensor> have{torch::full({1}, batch ? 1.0 : 0.0, torch::kDouble)};
-        ranks.group->all_reduce_sum(have);
-        if (have[0].item<double>() < static_cast<double>(ranks.world())) break;
-      }
-      if (!batch) break;
-      torch::Tensor features;
-      {
-        torch::NoGradGuard no_grad;
-        features = backbone->forward(batch->view1.to(device, /*non_blocking=*/true));
-      }
-      const auto loss =
-          torch::nn::functional::cross_entropy(fc->forward(features), batch->labels.to(device));
-      optimizer->zero_grad();
-      loss.backward();
-      if (parallel) parallel->synchronize_gradients();
-      optimizer->step();
-      loss_sum += loss.item<double>();
-      ++steps;
-      if (ranks.main() && steps % config.print_freq == 0) {
-        std::printf("epoch %lld step %lld/%lld loss %.4f\n", static_cast<long long>(epoch + 1),
-                    static_cast<long long>(steps),
-                    static_cast<long long>(loader.batches_per_epoch()), loss_sum / steps);
-      }
-    }
-    std::tie(top1, top5) = validate(backbone, fc, val_loader, device);
+    const double loss =
+        classifier.train_epoch(backbone, loader, replicas, *attached, config, device, epoch);
+    std::tie(top1, top5) = validate(backbone.net, classifier.fc, val_loader, device);
     best1 = std::max(best1, top1);
     if (ranks.main()) {
       std::printf("epoch %lld: loss %.4f, val top-1 %.2f%%, top-5 %.2f%% (best top-1 %.2f%%)\n",
-                  static_cast<long long>(epoch + 1), steps > 0 ? loss_sum / steps : 0.0, 100 * top1,
-                  100 * top5, 100 * best1);
+                  static_cast<long long>(epoch + 1), loss, 100 * top1, 100 * top5, 100 * best1);
       std::fflush(stdout);
     }
   }
-
-  // main_lincls.py's sanity_check: the frozen backbone did not move.
-  size_t k = 0;
-  bool unchanged = true;
-  for (const auto& t : backbone->parameters())
-    unchanged = unchanged && torch::equal(t, before[k++]);
-  for (const auto& t : backbone->buffers()) unchanged = unchanged && torch::equal(t, before[k++]);
-  TORCH_CHECK(unchanged, "the frozen backbone changed during linear evaluation");
+  TORCH_CHECK(backbone.unchanged(), "the frozen backbone changed during linear evaluation");
   if (!ranks.main()) return 0;
-  const double minutes =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() / 60;
   std::printf(
       "done: val top-1 %.2f%%, top-5 %.2f%% (best top-1 %.2f%%), backbone unchanged, "
       "%.1f min\n",
-      100 * top1, 100 * top5, 100 * best1, minutes);
-  if (!config.out.empty()) {
-    std::filesystem::create_directories(config.out);
-    std::ostringstream json;
-    json << "{\n  \"top1\": " << top1 << ",\n  \"top5\": " << top5
-         << ",\n  \"best_top1\": " << best1 << ",\n  \"epochs\": " << config.epochs
-         << ",\n  \"backbone_unchanged\": true,\n  \"chance\": " << 1.0 / num_classes << "\n}\n";
-    simsiam::detail::write_file_atomically(json.str(), config.out + "/linear_eval.json",
-                                           "imagenet_linear_eval");
-  }
+      100 * top1, 100 * top5, 100 * best1, examples::minutes_since(started));
+  write_results(config, top1, top5, best1, num_classes);
   return 0;
 }
 

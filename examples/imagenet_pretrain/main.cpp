@@ -17,6 +17,7 @@
 // metrics.csv/.jsonl, metrics.png and the kNN top-1 on held-out images; at the end,
 // backbone_torchvision.pt for torchvision.models.resnet50().load_state_dict(..., strict=False).
 #include <CLI/CLI.hpp>
+#include <simsiam/data/folder_source.hpp>
 #include <simsiam/data/loader.hpp>
 #include <simsiam/model/pytorch_interop.hpp>
 #include <simsiam/simsiam.hpp>
@@ -68,140 +69,150 @@ struct CropOnly {
   }
 };
 
-int run(Config config) {
-  const auto started = std::chrono::steady_clock::now();
-  simsiam::keep_freed_memory();
-  if (config.threads > 0) torch::set_num_threads(config.threads);
+/// The official recipe: lr = lr x batch / 256, cosine, the predictor's lr fixed; warmup for
+/// large batches as the paper.
+simsiam::SgdRecipe make_recipe(const Config& config) {
+  return simsiam::SgdRecipe()
+      .base_lr(config.lr)
+      .batch_size(config.batch_size)
+      .momentum(config.momentum)
+      .weight_decay(config.weight_decay)
+      .fix_predictor_lr(config.fix_pred_lr)
+      .warmup(config.warmup_epochs >= 0   ? config.warmup_epochs
+              : config.batch_size >= 1024 ? 10
+                                          : 0);
+}
+
+simsiam::TrainerOptions trainer_options(const Config& config, torch::Device device,
+                                        const imagenet::Ranks& ranks, const std::string& run_dir) {
+  const bool cuda = device.is_cuda();
+  return simsiam::TrainerOptions()
+      .epochs(config.epochs)
+      .run_dir(run_dir)
+      .keep_checkpoints(true)
+      .resume(config.resume)
+      .device(device)
+      .amp(cuda && !config.no_amp)
+      .channels_last(cuda && !config.no_channels_last)
+      .config(run_config(config))
+      .communicator(ranks.group.get())
+      .progress(simsiam::ProgressBarOptions().every(config.print_freq))
+      .metrics(simsiam::MetricsLogOptions().every(config.print_freq));
+}
+
+/// kNN monitor: knn_per_class images per class of DATA/train as the bank, of DATA/val (or the
+/// next ones of DATA/train) as queries, centre views as main_lincls.py validates; null when off.
+std::shared_ptr<simsiam::KnnMonitor> make_knn_monitor(const Config& config,
+                                                      const simsiam::ImageFolder& train,
+                                                      const imagenet::Ranks& ranks) {
+  if (config.knn_every <= 0 || config.knn_per_class <= 0) return nullptr;
+  // Each process decodes only its share (ImageNet at 10 per class: 1.5 GB of uint8 per set).
+  const auto decode = [&](const simsiam::ImageFolder& folder, int64_t skip) {
+    return imagenet::decode_subset(folder, config.knn_per_class, skip, config.image_size,
+                                   ranks.rank(), ranks.world());
+  };
+  const auto bank = decode(train, 0);
+  std::pair<torch::Tensor, torch::Tensor> queries;
+  if (std::filesystem::is_directory(config.data + "/val")) {
+    simsiam::ImageFolder val(config.data + "/val");
+    TORCH_CHECK(val.classes() == train.classes(), "expected the same classes in '", config.data,
+                "/train' and '/val'");
+    queries = decode(val, 0);
+  } else {
+    queries = decode(train, config.knn_per_class);
+  }
+  const auto classes = static_cast<int64_t>(train.classes().size());
+  return std::make_shared<simsiam::KnnMonitor>(
+      bank.first, bank.second, queries.first, queries.second, classes,
+      simsiam::KnnMonitorOptions()
+          .every(config.knn_every)
+          .batch_size(256)
+          .presharded(true)
+          .knn(simsiam::KnnOptions().k(std::min<int64_t>(200, config.knn_per_class * classes)))
+          .transform(imagenet::to_input));
+}
+
+void print_notes(const Config& config) {
   if (config.multiprocessing_distributed || config.world_size > 0 || config.rank >= 0) {
     std::fprintf(stderr,
                  "note: --multiprocessing-distributed, --world-size and --rank are taken from "
                  "the launcher here (simsiam_launch or torchrun set WORLD_SIZE and RANK)\n");
   }
+  if (config.start_epoch != 0) {
+    std::fprintf(stderr, "note: --start-epoch is ignored; --resume restores the epoch\n");
+  }
+}
+
+int run(Config config) {
+  const auto started = std::chrono::steady_clock::now();
+  simsiam::keep_freed_memory();
+  if (config.threads > 0) torch::set_num_threads(config.threads);
+  print_notes(config);
   const auto local_rank = simsiam::distributed::DistributedOptions::from_env().local_rank();
   const auto device = imagenet::pick_device(config.gpu >= 0 ? "cuda" : config.device,
                                             config.gpu >= 0 ? config.gpu : local_rank);
-  const bool cuda = device.is_cuda();
   const auto ranks = imagenet::join(config.dist_url, config.dist_backend, device);
   TORCH_CHECK(config.batch_size % ranks.world() == 0, "--batch-size ", config.batch_size,
               " must be a multiple of the ", ranks.world(), " processes");
   if (config.seed >= 0) torch::manual_seed(static_cast<uint64_t>(config.seed));
-  if (config.start_epoch != 0) {
-    std::fprintf(stderr, "note: --start-epoch is ignored; --resume restores the epoch\n");
-  }
 
   // Data: DATA/train, the MoCo v2 recipe; crops on the CPU, the rest where the model trains.
-  simsiam::ImageFolderOptions folder_options;
-  folder_options.index_cache = config.index_cache;
-  simsiam::ImageFolder train(config.data + "/train", folder_options);
-  const int64_t train_images = train.size();
-  const auto num_classes = static_cast<int64_t>(train.classes().size());
+  simsiam::ImageFolder train(config.data + "/train",
+                             simsiam::ImageFolderOptions().index_cache(config.index_cache));
   const auto [crop, post] =
-      simsiam::split_crop(simsiam::augment::simsiam_imagenet(config.image_size));
-  simsiam::LoaderOptions loader_options;
-  loader_options.batch_size = config.batch_size / ranks.world();
-  loader_options.workers = config.workers;
-  loader_options.seed = config.seed >= 0 ? static_cast<uint64_t>(config.seed) : 0;
-  loader_options.drop_last = true;
-  loader_options.rank = ranks.rank();
-  loader_options.world_size = ranks.world();
-  using CpuSource = simsiam::FolderSource<std::decay_t<decltype(post)>>;
-  using GpuSource = simsiam::FolderSource<CropOnly>;
+      simsiam::augment::split_crop(simsiam::augment::simsiam_imagenet(config.image_size));
+  const auto loader_options = simsiam::LoaderOptions()
+                                  .batch_size(config.batch_size / ranks.world())
+                                  .workers(config.workers)
+                                  .seed(config.seed >= 0 ? static_cast<uint64_t>(config.seed) : 0)
+                                  .drop_last(true)
+                                  .rank(ranks.rank())
+                                  .world_size(ranks.world());
 
   auto model = simsiam::SimSiam<simsiam::ResNet>(
       imagenet::make_backbone(config.arch),
       simsiam::SimSiamOptions().dim(config.dim).pred_dim(config.pred_dim));
-  const auto recipe = simsiam::SgdRecipe()
-                          .base_lr(config.lr)
-                          .batch_size(config.batch_size)
-                          .momentum(config.momentum)
-                          .weight_decay(config.weight_decay)
-                          .fix_predictor_lr(config.fix_pred_lr)
-                          .warmup(config.warmup_epochs >= 0   ? config.warmup_epochs
-                                  : config.batch_size >= 1024 ? 10
-                                                              : 0);
+  const auto recipe = make_recipe(config);
   auto sgd = simsiam::make_sgd(model, recipe);
   auto schedule = simsiam::make_cosine_schedule(sgd, recipe, config.epochs);
-  const std::string run_dir = !ranks.main() ? ""
-                              : config.resume.empty()
-                                  ? examples::new_run_dir(config.out, "imagenet_pretrain")
-                                  : std::filesystem::absolute(config.resume).parent_path().string();
-  auto options = simsiam::TrainerOptions()
-                     .epochs(config.epochs)
-                     .run_dir(run_dir)
-                     .keep_checkpoints(true)
-                     .resume(config.resume)
-                     .device(device)
-                     .amp(cuda && !config.no_amp)
-                     .channels_last(cuda && !config.no_channels_last)
-                     .config(run_config(config))
-                     .communicator(ranks.group.get())
-                     .progress(simsiam::ProgressBarOptions().every(config.print_freq))
-                     .metrics(simsiam::MetricsLogOptions().every(config.print_freq));
-  if (cuda) {
-    options.view_transform(post).view_transform_seed(loader_options.seed);
-  }
-
-  // kNN monitor: knn_per_class images per class of DATA/train as the bank, of DATA/val (or
-  // the next ones of DATA/train) as queries, centre views as main_lincls.py validates.
-  std::shared_ptr<simsiam::KnnMonitor> knn;
-  if (config.knn_every > 0 && config.knn_per_class > 0) {
-    // Each process decodes only its share (ImageNet at 10 per class: 1.5 GB of uint8 per set).
-    const bool has_val = std::filesystem::is_directory(config.data + "/val");
-    auto bank = imagenet::decode_subset(train, config.knn_per_class, 0, config.image_size,
-                                        ranks.rank(), ranks.world());
-    std::pair<torch::Tensor, torch::Tensor> queries;
-    if (has_val) {
-      simsiam::ImageFolder val(config.data + "/val");
-      TORCH_CHECK(val.classes() == train.classes(), "expected the same classes in '", config.data,
-                  "/train' and '/val'");
-      queries = imagenet::decode_subset(val, config.knn_per_class, 0, config.image_size,
-                                        ranks.rank(), ranks.world());
-    } else {
-      queries = imagenet::decode_subset(train, config.knn_per_class, config.knn_per_class,
-                                        config.image_size, ranks.rank(), ranks.world());
-    }
-    knn = std::make_shared<simsiam::KnnMonitor>(
-        bank.first, bank.second, queries.first, queries.second, num_classes,
-        simsiam::KnnMonitorOptions()
-            .every(config.knn_every)
-            .batch_size(256)
-            .presharded(true)
-            .knn(
-                simsiam::KnnOptions().k(std::min<int64_t>(200, config.knn_per_class * num_classes)))
-            .transform(imagenet::to_input));
+  const std::string run_dir =
+      examples::run_folder(config.out, "imagenet_pretrain", config.resume, ranks.main());
+  auto options = trainer_options(config, device, ranks, run_dir);
+  if (device.is_cuda()) options.view_transform(post).view_transform_seed(loader_options.seed());
+  const auto knn = make_knn_monitor(config, train, ranks);
+  if (ranks.main()) {
+    std::printf(
+        "SimSiam %s on %lld images (%lld classes), total batch %lld on %lld process%s, "
+        "lr %.4g, %d epochs, %s%s%s; run folder %s\n",
+        config.arch.c_str(), static_cast<long long>(train.size()),
+        static_cast<long long>(train.classes().size()), static_cast<long long>(config.batch_size),
+        static_cast<long long>(ranks.world()), ranks.world() > 1 ? "es" : "", recipe.lr(),
+        config.epochs, device.str().c_str(), options.amp() ? ", mixed precision" : "",
+        options.channels_last() ? ", channels_last" : "", run_dir.c_str());
+    std::fflush(stdout);
   }
 
   const auto train_with = [&](auto source) {
     simsiam::Loader<decltype(source)> loader(std::move(source), loader_options);
     simsiam::Trainer trainer(model, loader, sgd, &schedule, options);
     if (knn) trainer.add_hook(knn);
-    if (ranks.main()) {
-      std::printf(
-          "SimSiam %s on %lld images (%lld classes), total batch %lld on %lld process%s, "
-          "lr %.4g, %d epochs, %s%s%s; run folder %s\n",
-          config.arch.c_str(), static_cast<long long>(train_images),
-          static_cast<long long>(num_classes), static_cast<long long>(config.batch_size),
-          static_cast<long long>(ranks.world()), ranks.world() > 1 ? "es" : "", recipe.lr(),
-          config.epochs, device.str().c_str(), options.amp() ? ", mixed precision" : "",
-          options.channels_last() ? ", channels_last" : "", run_dir.c_str());
-      std::fflush(stdout);
-    }
     return trainer.fit();
   };
+  using CpuSource = simsiam::FolderSource<std::decay_t<decltype(post)>>;
+  using GpuSource = simsiam::FolderSource<CropOnly>;
   const auto result =
-      cuda ? train_with(GpuSource{std::move(train), simsiam::DecodedViews{crop}, CropOnly{}})
-           : train_with(CpuSource{std::move(train), simsiam::DecodedViews{crop}, post});
+      device.is_cuda()
+          ? train_with(GpuSource{std::move(train), simsiam::DecodedViews{crop}, CropOnly{}})
+          : train_with(CpuSource{std::move(train), simsiam::DecodedViews{crop}, post});
   if (!ranks.main()) return 0;
   simsiam::save_torchvision_backbone(*model->backbone(), run_dir + "/backbone_torchvision.pt");
-  const double minutes =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() / 60;
   std::printf(
       "done: %lld epochs, %lld steps%s%s in %.1f min; %s/checkpoint.pt, "
       "backbone_torchvision.pt; next: imagenet_linear_eval --pretrained %s/checkpoint.pt\n",
       static_cast<long long>(result.epochs_completed), static_cast<long long>(result.steps),
       knn ? ", kNN top-1 " : "",
-      knn ? (std::to_string(100 * knn->last()).substr(0, 5) + "%").c_str() : "", minutes,
-      run_dir.c_str(), run_dir.c_str());
+      knn ? (std::to_string(100 * knn->last()).substr(0, 5) + "%").c_str() : "",
+      examples::minutes_since(started), run_dir.c_str(), run_dir.c_str());
   return 0;
 }
 

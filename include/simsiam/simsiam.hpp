@@ -12,6 +12,7 @@
 #include "simsiam/eval/features.hpp"
 #include "simsiam/eval/knn.hpp"
 #include "simsiam/eval/linear_probe.hpp"
+#include "simsiam/files.hpp"
 #include "simsiam/heads/predictor.hpp"
 #include "simsiam/heads/projector.hpp"
 #include "simsiam/loss/similarity.hpp"

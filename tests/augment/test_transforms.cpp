@@ -227,7 +227,7 @@ TEST_CASE("TwoViews on CPU chunks: same views for a seed at any thread count", "
   for (int64_t i = 0; i < 10; ++i) list.push_back(x[i].narrow(2, 0, 20 + i));  // sizes differ
   const int threads = torch::get_num_threads();
   for (int64_t chunk : {int64_t{1}, int64_t{3}, int64_t{0}}) {
-    const A::TwoViews<decltype(pipeline)> two(pipeline, A::TwoViewsOptions{0, chunk});
+    const A::TwoViews<decltype(pipeline)> two(pipeline, A::TwoViewsOptions(0).cpu_chunk(chunk));
     torch::set_num_threads(1);
     auto g1 = generator(7);
     const auto [a1, a2] = two(x, g1);
@@ -253,6 +253,6 @@ TEST_CASE("TwoViews on CPU chunks: same views for a seed at any thread count", "
   CHECK(A::detail::auto_chunk(torch::empty({4, 3, 350, 400}, torch::kUInt8)) == 1);
   CHECK(A::detail::auto_chunk(torch::empty({512, 3, 32, 32}, torch::kUInt8)) == 0);
   CHECK(A::detail::auto_chunk(torch::empty({8, 3, 96, 96}, torch::kUInt8)) == 9);
-  CHECK_THROWS_WITH(A::TwoViews<decltype(pipeline)>(pipeline, A::TwoViewsOptions{0, -2}),
+  CHECK_THROWS_WITH(A::TwoViews<decltype(pipeline)>(pipeline, A::TwoViewsOptions(0).cpu_chunk(-2)),
                     Contains("expected cpu_chunk >= 0 (0 = whole batch)"));
 }

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // ImageFolder scanning and its index cache, scaled JPEG decoding of the crops, CIFAR-10 files,
 // DistributedSampler-equal sharding, and the loader: order, determinism, bad images.
+#include "simsiam/data/folder_source.hpp"
 #include "simsiam/data/loader.hpp"
+#include "simsiam/data/tensor_source.hpp"
 
 #include <unistd.h>
 
@@ -90,7 +92,7 @@ TEST_CASE("ImageFolder's index cache skips the scan until a class folder changes
   const auto cache = (root.parent_path() / "simsiam_test_cache.index").string();
   fs::remove(cache);
   simsiam::ImageFolderOptions options;
-  options.index_cache = cache;
+  options.index_cache(cache);
   const simsiam::ImageFolder first(root.string(), options);
   CHECK_FALSE(first.from_cache());
   REQUIRE(fs::exists(cache));
@@ -200,9 +202,9 @@ TEST_CASE("the loader is deterministic for a seed whatever the worker count", "[
   using Source = simsiam::TensorSource<decltype(A::simsiam_cifar(16))>;
   const auto run = [&](int64_t workers, int64_t epoch) {
     simsiam::LoaderOptions options;
-    options.batch_size = 8;
-    options.workers = workers;
-    options.seed = 3;
+    options.batch_size(8);
+    options.workers(workers);
+    options.seed(3);
     simsiam::Loader<Source> loader(Source{data, A::simsiam_cifar(16)}, options);
     loader.set_epoch(epoch);
     std::vector<simsiam::TwoViewBatch> out;
@@ -227,15 +229,15 @@ TEST_CASE("the loader is deterministic for a seed whatever the worker count", "[
 
 TEST_CASE("bad images met by the loader are skipped, named and limited", "[data][loader][errors]") {
   const auto root = make_tree("loader_bad", /*with_bad=*/true);
-  const auto [crop, post] = simsiam::split_crop(A::simsiam_imagenet(24));
+  const auto [crop, post] = simsiam::augment::split_crop(A::simsiam_imagenet(24));
   using Source = simsiam::FolderSource<std::decay_t<decltype(post)>>;
   std::vector<std::string> reported;
   simsiam::LoaderOptions options;
-  options.batch_size = 9;
-  options.workers = 2;
-  options.on_bad_image = [&](const simsiam::BadImage& bad) {
+  options.batch_size(9);
+  options.workers(2);
+  options.on_bad_image([&](const simsiam::BadImage& bad) {
     reported.push_back(fs::path(bad.name).filename().string() + ": " + bad.reason);
-  };
+  });
   {
     simsiam::Loader<Source> loader(
         Source{simsiam::ImageFolder(root.string()), simsiam::DecodedViews{crop}, post}, options);
@@ -251,15 +253,15 @@ TEST_CASE("bad images met by the loader are skipped, named and limited", "[data]
     CHECK_THAT(reported[0], Contains("truncated.jpg: ") && Contains("is truncated"));
     CHECK_THAT(reported[1], Contains("zero.jpg: ") && Contains("(it is empty)"));
   }
-  options.max_bad_images = 1;
+  options.max_bad_images(1);
   simsiam::Loader<Source> strict(
       Source{simsiam::ImageFolder(root.string()), simsiam::DecodedViews{crop}, post}, options);
   CHECK_THROWS_WITH(strict.next(), Contains("more than max_bad_images = 1"));
   // A file that disappears (or becomes unreadable) after the scan is skipped the same way.
   fs::remove(root / "dog" / "truncated.jpg");
   fs::remove(root / "emu" / "zero.jpg");
-  options.batch_size = 7;
-  options.workers = 0;  // batches built in next(), after the file below is gone
+  options.batch_size(7);
+  options.workers(0);  // batches built in next(), after the file below is gone
   simsiam::Loader<Source> gone(
       Source{simsiam::ImageFolder(root.string()), simsiam::DecodedViews{crop}, post}, options);
   fs::remove(root / "cat" / "b.jpg");

@@ -6,6 +6,8 @@
 #include "simsiam/distributed/process_group.hpp"
 #include "simsiam/distributed/sync_batch_norm.hpp"
 
+#include <signal.h>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -49,23 +51,26 @@ bool same_on_all_ranks(D::Communicator& group, const torch::Tensor& value) {
 
 /// The trainer on 48 tiny images, sharded over the ranks; batch 8 per rank.
 struct ShardedRun {
-  ShardedRun(int rank, D::Communicator* group, const std::string& run_dir, int64_t epochs)
+  ShardedRun(int rank, D::Communicator* group, const std::string& run_dir, int64_t epochs,
+             bool sync_batch_norm = true)
       : model(T::tiny_model(static_cast<uint64_t>(rank) + 1)),  // different inits on purpose
         loader([&] {
           simsiam::LoaderOptions options;
-          options.batch_size = 8;
-          options.workers = 0;
-          options.seed = 1;
-          options.pin_memory = false;
-          options.rank = rank;
-          options.world_size = simsiam::distributed::world_size(group);
+          options.batch_size(8);
+          options.workers(0);
+          options.seed(1);
+          options.pin_memory(false);
+          options.rank(rank);
+          options.world_size(simsiam::distributed::world_size(group));
           return simsiam::Loader<T::TinySource>(
               T::TinySource{T::tiny_data(), simsiam::augment::simsiam_grayscale(12)}, options);
         }()),
         sgd(simsiam::make_sgd(model, recipe)),
         schedule(simsiam::make_cosine_schedule(sgd, recipe, epochs)),
         trainer(model, loader, sgd, &schedule,
-                T::quiet_options(epochs, run_dir).communicator(group)) {}
+                T::quiet_options(epochs, run_dir)
+                    .communicator(group)
+                    .sync_batch_norm(sync_batch_norm)) {}
 
   simsiam::SgdRecipe recipe = simsiam::SgdRecipe().base_lr(0.1).batch_size(16);
   T::TinyModel model;
@@ -200,9 +205,17 @@ TEST_CASE("a peer that dies makes the other fail within the timeout, naming its 
   const int64_t port = T::test_port(12);
   const auto failure = T::run_ranks_expecting_error(2, [&](int rank) {
     auto group = join(rank, port, 3);
+    // Joining turned the default SIGPIPE into "ignore", or writing to the dead peer would kill
+    // rank 0 (exit 128 + SIGPIPE) before any error could name the rank.
+    struct sigaction pipe {};
+    sigaction(SIGPIPE, nullptr, &pipe);
+    if (pipe.sa_handler != SIG_IGN) _exit(4);
     if (rank == 1) _exit(3);  // dies without a word
-    std::vector<torch::Tensor> sum{torch::ones({4})};
-    group.all_reduce_sum(sum);
+    // Large enough that Gloo writes into the closed socket rather than only waiting to read.
+    for (int i = 0; i < 4; ++i) {
+      std::vector<torch::Tensor> sum{torch::ones({1 << 20})};
+      group.all_reduce_sum(sum);
+    }
   });
   CHECK(failure.codes == std::vector<int>{0, 3});
   CHECK(failure.seconds < 15.0);
@@ -253,7 +266,8 @@ TEST_CASE("a non-finite loss on one rank stops both with the same error",
   const int64_t port = T::test_port(14);
   const auto codes = T::run_ranks(2, [&](int rank) {
     auto group = join(rank, port);
-    ShardedRun run(rank, &group, "", 1);
+    // Per-rank BatchNorm: rank 0's own loss stays finite, only the mean over ranks is not.
+    ShardedRun run(rank, &group, "", 1, /*sync_batch_norm=*/false);
     try {
       // Rank 1's weights turn NaN after the broadcast from rank 0, when training begins.
       struct Poison : simsiam::Hook {
@@ -266,8 +280,6 @@ TEST_CASE("a non-finite loss on one rank stops both with the same error",
         bool on;
       };
       run.trainer.add_hook(std::make_shared<Poison>(rank == 1));
-      // Per-rank BatchNorm: rank 0's own loss stays finite, only the mean over ranks is not.
-      run.trainer.options.sync_batch_norm(false);
       run.trainer.fit();
     } catch (const c10::Error& e) {
       const std::string message = e.what_without_backtrace();

@@ -14,6 +14,7 @@
 #include "simsiam/augment/presets.hpp"
 #include "simsiam/backbones/convnet.hpp"
 #include "simsiam/data/loader.hpp"
+#include "simsiam/data/tensor_source.hpp"
 #include "simsiam/model/simsiam.hpp"
 #include "simsiam/optim/recipe.hpp"
 #include "simsiam/train/trainer.hpp"
@@ -41,10 +42,10 @@ inline TinyModel tiny_model(uint64_t seed = 0, int64_t dim = 16) {
 /// Batches of 16 (3 per epoch), built on the calling thread, seed 1.
 inline Loader<TinySource> tiny_loader() {
   LoaderOptions options;
-  options.batch_size = 16;
-  options.workers = 0;
-  options.seed = 1;
-  options.pin_memory = false;
+  options.batch_size(16);
+  options.workers(0);
+  options.seed(1);
+  options.pin_memory(false);
   return Loader<TinySource>(TinySource{tiny_data(), augment::simsiam_grayscale(12)}, options);
 }
 

@@ -134,3 +134,34 @@ TEST_CASE("a resumed run drops the log rows of the epochs it redoes", "[train][l
   CHECK(rows.back()[0] == "epoch");
   CHECK(rows.back()[1] == "3");
 }
+
+TEST_CASE("any metric name is escaped in JSON lines, and any folder name can be plotted",
+          "[train][logging]") {
+  T::ScratchDir scratch("metrics_names");
+  const std::string dir = scratch / "it's a \"run\" $(x)";
+  // A hook whose metric name needs escaping in JSON.
+  struct Odd : simsiam::Hook {
+    void on_step_end(simsiam::TrainState& state) override { state.step_metrics["a\"b\\c"] = 0.25; }
+    void on_epoch_end(simsiam::TrainState& state) override { state.epoch_metrics["a\"b\\c"] = 0.5; }
+  };
+  auto model = T::tiny_model();
+  auto loader = T::tiny_loader();
+  const auto recipe = simsiam::SgdRecipe().base_lr(0.1).batch_size(16);
+  auto sgd = simsiam::make_sgd(model, recipe);
+  auto schedule = simsiam::make_cosine_schedule(sgd, recipe, 2);
+  simsiam::Trainer trainer(model, loader, sgd, &schedule, T::quiet_options(2, dir));
+  trainer.add_hook(std::make_shared<Odd>());
+  trainer.fit();
+  std::ifstream json_in(dir + "/metrics.jsonl");
+  int64_t lines = 0;
+  for (std::string line; std::getline(json_in, line); ++lines) {
+    const auto record = nlohmann::json::parse(line);  // throws on a broken line
+    CHECK(record["a\"b\\c"].get<double>() == (record["kind"] == "epoch" ? 0.5 : 0.25));
+  }
+  CHECK(lines == 6 + 2);
+  if (have_gnuplot()) {
+    CHECK(std::filesystem::file_size(dir + "/metrics.png") > 1000);
+  } else {
+    WARN("gnuplot is not installed: the plot was not checked");
+  }
+}

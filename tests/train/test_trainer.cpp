@@ -155,7 +155,7 @@ TEST_CASE("bad trainer options and resume files fail with a clear message", "[tr
       Trainer(model, loader, sgd, nullptr, T::quiet_options(2, "").resume("/nonexistent/c.pt")),
       Contains("the checkpoint to resume from, '/nonexistent/c.pt', does not exist"));
   simsiam::LoaderOptions zero_batch;
-  zero_batch.batch_size = 0;
+  zero_batch.batch_size(0);
   CHECK_THROWS_WITH(
       simsiam::Loader<T::TinySource>(
           T::TinySource{T::tiny_data(), simsiam::augment::simsiam_grayscale(12)}, zero_batch),
@@ -197,6 +197,54 @@ TEST_CASE("the trainer refuses a schedule that does not span the run", "[train][
   schedule.step();
   simsiam::Trainer stepped(model, loader, sgd, &schedule, T::quiet_options(3, ""));
   CHECK_THROWS_WITH(stepped.fit(), Contains("the schedule was already stepped 1 times"));
+}
+
+TEST_CASE("any LibTorch schedule is stepped once per epoch; only a Schedule is checked",
+          "[train][trainer]") {
+  auto model = T::tiny_model();
+  auto loader = T::tiny_loader();
+  auto sgd = simsiam::make_sgd(model, kRecipe);
+  // StepLR halves every epoch and spans nothing in particular: a 3-epoch run takes it as it is.
+  torch::optim::StepLR step_lr(sgd, /*step_size=*/1, /*gamma=*/0.5);
+  struct Lrs : simsiam::Hook {
+    void on_epoch_begin(simsiam::TrainState& state) override { seen.push_back(state.lrs[0]); }
+    std::vector<double> seen;
+  };
+  auto lrs = std::make_shared<Lrs>();
+  simsiam::Trainer trainer(model, loader, sgd, &step_lr, T::quiet_options(3, ""));
+  trainer.add_hook(lrs);
+  trainer.fit();
+  // Stepped before each epoch, as the official loop steps its schedule (LibTorch's StepLR leaves
+  // the lr alone at its first step).
+  CHECK(lrs->seen == std::vector<double>{kRecipe.lr(), kRecipe.lr() * 0.5, kRecipe.lr() * 0.25});
+  // A CosineSchedule describes itself as checkpoints record it.
+  auto cosine = simsiam::make_cosine_schedule(sgd, kRecipe, 3);
+  CHECK(cosine.positions() == 3);
+  CHECK(cosine.description() == "cosine total 3 warmup 0 fixed {1}");
+}
+
+TEST_CASE("one process: the replicas are a no-op", "[train][trainer]") {
+  const simsiam::distributed::Replicas alone;
+  CHECK(alone.size() == 1);
+  CHECK(alone.is_main());
+  CHECK(alone.mean(0.25) == 0.25);
+  CHECK(alone.any(true));
+  CHECK_FALSE(alone.any(false));
+  const auto agreed = alone.agree(/*has_batch=*/false, /*stop=*/true);
+  CHECK(agreed.ranks_with_batch == 0);
+  CHECK(agreed.stop);
+  CHECK(alone.gather(7) == std::vector<int64_t>{7});
+  auto model = T::tiny_model();
+  const auto before = model->parameters()[0].clone();
+  {
+    auto attached = alone.attach(*model, /*sync_batch_norm=*/true, {});
+    attached->synchronize_gradients();
+    attached->align_buffers();
+  }
+  CHECK(torch::equal(model->parameters()[0], before));
+  for (const auto& m : model->modules()) {
+    if (auto* bn = m->as<simsiam::distributed::SyncBatchNorm>()) CHECK(bn->group == nullptr);
+  }
 }
 
 TEST_CASE("a model that turns non-finite never overwrites the last good checkpoint",

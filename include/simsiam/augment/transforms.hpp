@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "simsiam/augment/functional.hpp"
+#include "simsiam/detail/seed.hpp"
 
 namespace simsiam::augment {
 
@@ -362,13 +363,26 @@ struct Compose {
   }
 };
 
+/// The crop of a preset (its first functor) and the rest, for a source that crops
+/// while decoding (`FolderSource`).
+template <class First, class... Rest>
+std::pair<First, Compose<Rest...>> split_crop(const Compose<First, Rest...>& p) {
+  return std::apply(
+      [](const First& first, const Rest&... rest) {
+        return std::make_pair(first, Compose<Rest...>(rest...));
+      },
+      p.transforms);
+}
+
 /// How `TwoViews` runs a pipeline.
 struct TwoViewsOptions {
   /// `cpu_chunk` value that picks the chunk size from the image size (see below).
   static constexpr int64_t kAutoChunk = -1;
 
+  /* implicit */ TwoViewsOptions(uint64_t seed = 0) : seed_(seed) {}  // NOLINT
+
   /// Seed of the owned generator (used by calls that pass none).
-  uint64_t seed = 0;
+  TORCH_ARG(uint64_t, seed);
   /// On the CPU, a batch larger than this is cut into chunks of `cpu_chunk` images that go
   /// through the whole pipeline (both views) one chunk at a time, in parallel over LibTorch's
   /// threads: a chunk's intermediate images stay in cache instead of streaming every operation
@@ -377,18 +391,19 @@ struct TwoViewsOptions {
   /// whole (as on other devices, where chunking never applies). `kAutoChunk` keeps about 1 MiB
   /// of float32 input per chunk (one image at ImageNet sizes) and takes small images (CIFAR) as
   /// a whole batch, where per-chunk overhead would dominate.
-  int64_t cpu_chunk = kAutoChunk;
+  TORCH_ARG(int64_t, cpu_chunk) = kAutoChunk;
+
+ public:
+  /// Fails with a message naming the first bad setting.
+  void check() const {
+    TORCH_CHECK(cpu_chunk() >= kAutoChunk,
+                "simsiam::augment::TwoViews: expected cpu_chunk >= 0 (0 = whole batch) or "
+                "TwoViewsOptions::kAutoChunk, got ",
+                cpu_chunk());
+  }
 };
 
 namespace detail {
-
-/// splitmix64: a well-mixed 64-bit value for chunk `index` of a call whose draw was `base`.
-inline uint64_t mix_seed(uint64_t base, uint64_t index) {
-  uint64_t z = base + 0x9E3779B97F4A7C15ULL * (index + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
 
 inline int64_t batch_size(const torch::Tensor& images) { return images.size(0); }
 inline int64_t batch_size(const std::vector<torch::Tensor>& images) {
@@ -432,26 +447,21 @@ template <class Pipeline>
 class TwoViews {
  public:
   explicit TwoViews(Pipeline pipeline, uint64_t seed = 0)
-      : TwoViews(std::move(pipeline), TwoViewsOptions{seed}) {}
+      : TwoViews(std::move(pipeline), TwoViewsOptions(seed)) {}
 
   TwoViews(Pipeline pipeline, TwoViewsOptions options)
       : pipeline_(std::move(pipeline)),
-        options_(options),
-        generator_(at::detail::createCPUGenerator(options.seed)) {
-    TORCH_CHECK(options.cpu_chunk >= TwoViewsOptions::kAutoChunk,
-                "simsiam::augment::TwoViews: expected cpu_chunk >= 0 (0 = whole batch) or "
-                "TwoViewsOptions::kAutoChunk, got ",
-                options.cpu_chunk);
-  }
+        options_((options.check(), options)),
+        generator_(at::detail::createCPUGenerator(options.seed())) {}
 
   /// (view 1, view 2) of `images`, parameters drawn from `generator`.
   template <class Images>
   std::pair<torch::Tensor, torch::Tensor> operator()(const Images& images,
                                                      torch::Generator& generator) const {
     const int64_t n = detail::batch_size(images);
-    const int64_t chunk = options_.cpu_chunk == TwoViewsOptions::kAutoChunk
+    const int64_t chunk = options_.cpu_chunk() == TwoViewsOptions::kAutoChunk
                               ? detail::auto_chunk(images)
-                              : options_.cpu_chunk;
+                              : options_.cpu_chunk();
     if (chunk == 0 || n <= chunk || !detail::on_cpu(images)) {
       auto first = pipeline_(images, generator);
       auto second = pipeline_(images, generator);
@@ -463,7 +473,7 @@ class TwoViews {
     const int64_t chunks = (n + chunk - 1) / chunk;
     torch::Tensor first, second;  // allocated after chunk 0 shows the output's shape and type
     const auto run_chunk = [&](int64_t c) {
-      auto chunk_generator = at::detail::createCPUGenerator(detail::mix_seed(base, c));
+      auto chunk_generator = at::detail::createCPUGenerator(simsiam::detail::mix_seed(base, c));
       const int64_t begin = c * chunk, end = std::min(n, begin + chunk);
       const auto part = detail::slice(images, begin, end);
       auto view1 = pipeline_(part, chunk_generator);

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "simsiam/data/batch.hpp"
 #include "simsiam/detail/file.hpp"
 
 namespace simsiam {
@@ -156,12 +157,6 @@ inline torch::Tensor decode_idx(std::string bytes, const std::string& path) {
 inline torch::Tensor read_idx(const std::string& path) {
   return decode_idx(detail::read_file_bytes(path, "simsiam::read_idx"), path);
 }
-
-/// Images and labels of a classification set.
-struct LabeledImages {
-  torch::Tensor images;  ///< uint8 [N, C, H, W]
-  torch::Tensor labels;  ///< int64 [N]
-};
 
 /// Reads `<dir>/<prefix>-images-idx3-ubyte[.gz]` and `<prefix>-labels-idx1-ubyte[.gz]`
 /// (prefix "train" or "t10k"), the MNIST / Fashion-MNIST layout, as [N, 1, 28, 28] uint8 images.

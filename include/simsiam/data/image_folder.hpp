@@ -30,12 +30,19 @@ namespace simsiam {
 inline const std::vector<std::string> kImageExtensions{".jpg", ".jpeg", ".png",  ".ppm", ".bmp",
                                                        ".pgm", ".tif",  ".tiff", ".webp"};
 
+/// Options of `ImageFolder`.
 struct ImageFolderOptions {
   /// File extensions kept, compared case-insensitively.
-  std::vector<std::string> extensions = kImageExtensions;
+  TORCH_ARG(std::vector<std::string>, extensions) = kImageExtensions;
   /// When set, the scan is saved to this file and later starts read it instead of rescanning,
   /// as long as the root and every class folder's modification time are unchanged.
-  std::string index_cache;
+  TORCH_ARG(std::string, index_cache) = "";
+
+ public:
+  /// Fails with a message naming the first bad setting.
+  void check() const {
+    TORCH_CHECK(!extensions().empty(), "simsiam::ImageFolder: expected at least one extension");
+  }
 };
 
 /// The files of an image folder and their labels. Scanning errors (missing or empty root, a
@@ -43,16 +50,16 @@ struct ImageFolderOptions {
 class ImageFolder {
  public:
   explicit ImageFolder(std::string root, ImageFolderOptions options = {})
-      : root_(std::move(root)), options_(std::move(options)) {
+      : root_(std::move(root)), options_((options.check(), std::move(options))) {
     constexpr const char* kWhere = "simsiam::ImageFolder";
     std::error_code error;
     TORCH_CHECK(std::filesystem::is_directory(root_, error), kWhere, ": '", root_,
                 "' is not a directory", error ? " (" + error.message() + ")" : "");
-    for (auto& extension : options_.extensions) extension = lower(extension);
+    for (const auto& extension : options_.extensions()) extensions_.push_back(lower(extension));
     const auto stamps = class_stamps();
-    if (!options_.index_cache.empty() && load_index(stamps)) return;
+    if (!options_.index_cache().empty() && load_index(stamps)) return;
     scan(stamps);
-    if (!options_.index_cache.empty()) save_index(stamps);
+    if (!options_.index_cache().empty()) save_index(stamps);
   }
 
   int64_t size() const { return static_cast<int64_t>(files_.size()); }
@@ -81,8 +88,7 @@ class ImageFolder {
 
   bool is_image(const std::filesystem::path& file) const {
     const auto extension = lower(file.extension().string());
-    return std::find(options_.extensions.begin(), options_.extensions.end(), extension) !=
-           options_.extensions.end();
+    return std::find(extensions_.begin(), extensions_.end(), extension) != extensions_.end();
   }
 
   /// Class folder names, sorted, with their modification times (the cache's validity check).
@@ -137,12 +143,12 @@ class ImageFolder {
     for (const auto& [name, time] : stamps) out << time << "\t" << name << "\n";
     out << files_.size() << "\n";
     for (size_t i = 0; i < files_.size(); ++i) out << labels_[i] << "\t" << files_[i] << "\n";
-    detail::write_file_atomically(out.str(), options_.index_cache, "simsiam::ImageFolder");
+    detail::write_file_atomically(out.str(), options_.index_cache(), "simsiam::ImageFolder");
   }
 
   /// Reads the index cache when it describes this root as it is now; false otherwise.
   bool load_index(const std::vector<std::pair<std::string, int64_t>>& stamps) {
-    std::ifstream in(options_.index_cache);
+    std::ifstream in(options_.index_cache());
     if (!in) return false;
     std::string line;
     if (!std::getline(in, line) || line != kIndexHeader) return false;
@@ -174,6 +180,7 @@ class ImageFolder {
 
   std::string root_;
   ImageFolderOptions options_;
+  std::vector<std::string> extensions_;  ///< options_.extensions() in lower case
   std::vector<std::string> classes_, files_;
   std::vector<int64_t> labels_;
   bool from_cache_ = false;

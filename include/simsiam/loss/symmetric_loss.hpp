@@ -31,11 +31,21 @@ enum class LossForm {
 
 /// Options of the SimSiam loss; the defaults are the official ones.
 struct SymmetricLossOptions {
-  /// Detach the targets z (paper Sec. 4.1). `false` is the collapsing ablation: loss -> -1.
+  /// Detach the targets z (paper Sec. 4.1), the library's only stop-gradient: `SimSiam` returns z
+  /// as computed. `false` is the collapsing ablation: loss -> -1.
   TORCH_ARG(bool, stop_gradient) = true;
   /// Symmetric (default), asymmetric or asymmetric-x2 (paper Table 4).
   TORCH_ARG(LossForm, form) = LossForm::kSymmetric;
 };
+
+namespace detail {
+/// D(p, stopgrad(z)) averaged over the batch, unchecked.
+template <class Similarity>
+torch::Tensor loss_term(const torch::Tensor& p, const torch::Tensor& z, bool stop_gradient,
+                        const Similarity& similarity) {
+  return similarity(p, stop_gradient ? z.detach() : z).mean();
+}
+}  // namespace detail
 
 namespace functional {
 
@@ -44,10 +54,11 @@ template <class Similarity = NegativeCosine>
 torch::Tensor asymmetric_loss(const torch::Tensor& p, const torch::Tensor& z,
                               bool stop_gradient = true, const Similarity& similarity = {}) {
   detail::check_pair("simsiam::asymmetric_loss", "p", p, "z", z);
-  return similarity(p, stop_gradient ? z.detach() : z).mean();
+  return detail::loss_term(p, z, stop_gradient, similarity);
 }
 
-/// The SimSiam loss of predictions p1, p2 and targets z1, z2, all [B, D] (views 1 and 2).
+/// The SimSiam loss of predictions p1, p2 and targets z1, z2, all [B, D] (views 1 and 2). This is
+/// the one place where the stop-gradient of the paper (Sec. 4.1) is applied.
 template <class Similarity = NegativeCosine>
 torch::Tensor symmetric_loss(const torch::Tensor& p1, const torch::Tensor& p2,
                              const torch::Tensor& z1, const torch::Tensor& z2,
@@ -55,15 +66,15 @@ torch::Tensor symmetric_loss(const torch::Tensor& p1, const torch::Tensor& p2,
                              const Similarity& similarity = {}) {
   constexpr const char* kWhere = "simsiam::symmetric_loss";
   detail::check_pair(kWhere, "p1", p1, "z2", z2);
+  const bool stop = options.stop_gradient();
   if (options.form() == LossForm::kAsymmetric) {
-    return similarity(p1, options.stop_gradient() ? z2.detach() : z2).mean();
+    return detail::loss_term(p1, z2, stop, similarity);
   }
   detail::check_pair(kWhere, "p2", p2, "z1", z1);
   detail::check_pair(kWhere, "p1", p1, "p2", p2);
-  const auto target = [&](const torch::Tensor& z) {
-    return options.stop_gradient() ? z.detach() : z;
-  };
-  return (similarity(p1, target(z2)).mean() + similarity(p2, target(z1)).mean()) * 0.5;
+  return (detail::loss_term(p1, z2, stop, similarity) +
+          detail::loss_term(p2, z1, stop, similarity)) *
+         0.5;
 }
 
 }  // namespace functional

@@ -28,12 +28,10 @@ struct SimSiamOptions {
   TORCH_ARG(int64_t, pred_dim) = 512;
   /// Linear layers in the projector: 3 (ImageNet) or 2 (CIFAR variant).
   TORCH_ARG(int64_t, projector_layers) = 3;
-  /// Return z detached (official). `false` lets gradients reach the encoder through the targets
-  /// too, which with `SymmetricLossOptions().stop_gradient(false)` is the collapsing ablation.
-  TORCH_ARG(bool, stop_gradient) = true;
 };
 
-/// What `SimSiam::forward` returns: predictions p and (detached) targets z of both views.
+/// What `SimSiam::forward` returns: predictions p and targets z of both views. z is not detached:
+/// the loss applies the stop-gradient (`SymmetricLossOptions::stop_gradient`), in one place.
 struct SimSiamOutput {
   torch::Tensor p1, p2, z1, z2;
 };
@@ -69,17 +67,15 @@ class SimSiamImpl : public torch::nn::Module {
  public:
   /// Wraps `backbone` and builds the heads from `options`.
   explicit SimSiamImpl(Backbone backbone, const SimSiamOptions& options = {})
-      : SimSiamImpl(backbone,
-                    Projector(ProjectorOptions(detail::backbone_feature_dim(backbone, options))
-                                  .out_features(options.dim())
-                                  .num_layers(options.projector_layers())),
-                    Predictor(PredictorOptions(options.dim()).hidden_features(options.pred_dim())),
-                    options.stop_gradient()) {}
+      : SimSiamImpl(
+            backbone,
+            Projector(ProjectorOptions(detail::backbone_feature_dim(backbone, options))
+                          .out_features(options.dim())
+                          .num_layers(options.projector_layers())),
+            Predictor(PredictorOptions(options.dim()).hidden_features(options.pred_dim()))) {}
 
   /// Wraps the three parts as given, for heads of any shape.
-  SimSiamImpl(Backbone backbone, Projector projector, Predictor predictor,
-              bool stop_gradient = true)
-      : stop_gradient_(stop_gradient) {
+  SimSiamImpl(Backbone backbone, Projector projector, Predictor predictor) {
     const auto z_dim = projector->options.out_features();
     TORCH_CHECK(
         predictor->options.in_features() == z_dim && predictor->spec().out_features == z_dim,
@@ -102,10 +98,6 @@ class SimSiamImpl : public torch::nn::Module {
     auto z2 = encode(x2);
     auto p1 = predictor_->forward(z1);
     auto p2 = predictor_->forward(z2);
-    if (stop_gradient_) {
-      z1 = z1.detach();
-      z2 = z2.detach();
-    }
     return {std::move(p1), std::move(p2), std::move(z1), std::move(z2)};
   }
 
@@ -133,7 +125,6 @@ class SimSiamImpl : public torch::nn::Module {
   void pretty_print(std::ostream& stream) const override { stream << "simsiam::SimSiam"; }
 
  private:
-  bool stop_gradient_;
   Backbone backbone_{nullptr};
   Projector projector_{nullptr};
   Predictor predictor_{nullptr};

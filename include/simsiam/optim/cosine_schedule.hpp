@@ -9,7 +9,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include "simsiam/optim/schedule.hpp"
 
 namespace simsiam {
 
@@ -50,12 +53,10 @@ struct CosineScheduleOptions {
 /// iteration): the k-th call sets every group's lr to `functional::cosine_lr(initial, k - 1, ...)`,
 /// so the first epoch trains at the initial lr, as the official loop does. The initial lrs are
 /// the optimizer's lrs at construction.
-class CosineSchedule : public torch::optim::LRScheduler {
+class CosineSchedule : public Schedule {
  public:
   CosineSchedule(torch::optim::Optimizer& optimizer, CosineScheduleOptions options)
-      : torch::optim::LRScheduler(optimizer),
-        options(std::move(options)),
-        initial_lrs_(get_current_lrs()) {
+      : Schedule(optimizer), options(std::move(options)), initial_lrs_(get_current_lrs()) {
     TORCH_CHECK(this->options.total() > 0 && this->options.warmup() >= 0 &&
                     this->options.warmup() < this->options.total(),
                 "simsiam::CosineSchedule: expected total > 0 and 0 <= warmup < total, got total ",
@@ -78,8 +79,16 @@ class CosineSchedule : public torch::optim::LRScheduler {
     return lrs;
   }
 
-  /// Calls of `step()` so far.
-  int64_t position() const { return static_cast<int64_t>(step_count_); }
+  std::string name() const override { return "cosine schedule"; }
+  std::string description() const override {
+    std::string fixed;
+    for (const auto g : options.fixed_groups()) {
+      fixed += (fixed.empty() ? "" : ",") + std::to_string(g);
+    }
+    return "cosine total " + std::to_string(options.total()) + " warmup " +
+           std::to_string(options.warmup()) + " fixed {" + fixed + "}";
+  }
+  int64_t positions() const override { return options.total(); }
 
   /// The lrs at construction.
   const std::vector<double>& initial_lrs() const { return initial_lrs_; }

@@ -34,7 +34,7 @@ struct TrainState {
   double data_wait_fraction = 0.0;  ///< of this epoch's time spent waiting for the loader
   double seconds = 0.0;             ///< since the run (or the resumed part) started
 
-  /// Metrics of the last step / the epoch, added by hooks (e.g. "collapse_std", "knn_top1")
+  /// Metrics of the last step / the epoch, added by hooks (e.g. `metrics::kCollapseStd`)
   /// and written by `MetricsLog`. Step metrics are cleared before each step.
   std::map<std::string, double> step_metrics, epoch_metrics;
 
@@ -51,6 +51,14 @@ struct TrainState {
   /// at the same points, so a hook may run collectives (`KnnMonitor` does).
   distributed::Communicator* communicator = nullptr;
 };
+
+/// Names of the metrics that the built-in hooks write and read.
+namespace metrics {
+/// `CollapseMonitor`: std of the l2-normalised projections (paper Figure 2, middle).
+inline constexpr const char* kCollapseStd = "collapse_std";
+/// `KnnMonitor`: kNN top-1 accuracy on held-out images, in [0, 1].
+inline constexpr const char* kKnnTop1 = "knn_top1";
+}  // namespace metrics
 
 /// Called by `Trainer::fit` in this order: `on_train_begin`, then per epoch `on_epoch_begin`,
 /// `on_step_end` after each optimiser step, `on_epoch_end`; finally `on_train_end`, also when

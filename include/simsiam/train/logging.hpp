@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -26,8 +27,13 @@
 #if defined(_WIN32)
 #include <io.h>
 #else
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #endif
+
+#include <nlohmann/json.hpp>
 
 #include "simsiam/detail/file.hpp"
 #include "simsiam/train/hook.hpp"
@@ -120,13 +126,13 @@ class ProgressBar : public Hook {
                   state.epoch_loss);
     out << text;
     const auto& m = state.epoch_metrics;
-    if (m.count("collapse_std") && state.z1.defined()) {
-      std::snprintf(text, sizeof text, "  z-std %.4f (1/sqrt(d) %.4f)", m.at("collapse_std"),
+    if (m.count(metrics::kCollapseStd) && state.z1.defined()) {
+      std::snprintf(text, sizeof text, "  z-std %.4f (1/sqrt(d) %.4f)", m.at(metrics::kCollapseStd),
                     1.0 / std::sqrt(static_cast<double>(state.z1.size(1))));
       out << text;
     }
-    if (m.count("knn_top1")) {
-      std::snprintf(text, sizeof text, "  kNN %.2f%%", 100.0 * m.at("knn_top1"));
+    if (m.count(metrics::kKnnTop1)) {
+      std::snprintf(text, sizeof text, "  kNN %.2f%%", 100.0 * m.at(metrics::kKnnTop1));
       out << text;
     }
     if (!state.lrs.empty()) {
@@ -203,13 +209,15 @@ struct MetricsLogOptions {
 /// Appends records to `<run_dir>/metrics.csv` and `<run_dir>/metrics.jsonl`: a "step" row every
 /// few steps and an "epoch" row per epoch, with epoch (fractional for steps), step, loss (the
 /// step's, or the epoch mean), lr of each group, collapse std, kNN top-1, images/s and data-wait
-/// fraction. JSON lines also carry every other metric hooks added. A resumed run first drops the
-/// rows of epochs it will redo. The CSV header is written once per file.
+/// fraction. JSON lines (written with nlohmann_json, so any metric name is escaped) also carry
+/// every other metric hooks added; numbers that are not finite are null. A resumed run first
+/// drops the rows of epochs it will redo. The CSV header is written once per file; both files
+/// stay open during the run and each row is flushed as it is written.
 class MetricsLog : public Hook {
  public:
-  explicit MetricsLog(MetricsLogOptions options = {}) : options(options) {
-    TORCH_CHECK(options.every() >= 0, "simsiam::MetricsLog: expected every >= 0, got ",
-                options.every());
+  explicit MetricsLog(MetricsLogOptions options = {}) : options_(options) {
+    TORCH_CHECK(options_.every() >= 0, "simsiam::MetricsLog: expected every >= 0, got ",
+                options_.every());
   }
 
   void on_train_begin(TrainState& state) override {
@@ -224,10 +232,16 @@ class MetricsLog : public Hook {
       std::filesystem::remove(csv_path_, ignored);
       std::filesystem::remove(json_path_, ignored);
     }
+    // The header names one lr column per parameter group: written with the first row.
+    needs_header_ = !std::filesystem::exists(csv_path_);
+    csv_.open(csv_path_, std::ios::app);
+    json_.open(json_path_, std::ios::app);
+    TORCH_CHECK(csv_ && json_, "simsiam::MetricsLog: cannot append to '", csv_path_, "' and '",
+                json_path_, "'");
   }
 
   void on_step_end(TrainState& state) override {
-    if (options.every() == 0 || state.global_step % options.every() != 0) return;
+    if (options_.every() == 0 || state.global_step % options_.every() != 0) return;
     const double epoch = static_cast<double>(state.epoch) +
                          static_cast<double>(state.step_in_epoch) /
                              static_cast<double>(std::max<int64_t>(1, state.steps_per_epoch));
@@ -239,7 +253,12 @@ class MetricsLog : public Hook {
           state);
   }
 
-  MetricsLogOptions options;
+  void on_train_end(TrainState&) override {
+    csv_.close();
+    json_.close();
+  }
+
+  const MetricsLogOptions& options() const { return options_; }
 
   /// The CSV columns before the per-group lrs / after them.
   static constexpr const char* kLeadingColumns = "kind,epoch,step,loss";
@@ -247,42 +266,45 @@ class MetricsLog : public Hook {
       "collapse_std,knn_top1,images_per_s,data_wait_fraction";
 
  private:
+  /// A finite number, or JSON null.
+  static nlohmann::ordered_json number(double value) {
+    return std::isfinite(value) ? nlohmann::ordered_json(value) : nlohmann::ordered_json(nullptr);
+  }
+
   void write(const char* kind, double epoch, double loss, const std::map<std::string, double>& m,
              const TrainState& state) {
-    auto metric = [&](const char* name) {
+    const auto metric = [&](const char* name) {
       const auto it = m.find(name);
       return it == m.end() ? std::nan("") : it->second;
     };
-    const bool new_csv = !std::filesystem::exists(csv_path_);
-    std::ofstream csv(csv_path_, std::ios::app);
-    std::ofstream json(json_path_, std::ios::app);
-    TORCH_CHECK(csv && json, "simsiam::MetricsLog: cannot append to '", csv_path_, "' and '",
-                json_path_, "'");
-    if (new_csv) {
-      csv << kLeadingColumns;
-      for (size_t g = 0; g < state.lrs.size(); ++g) csv << ",lr" << g;
-      csv << "," << kTrailingColumns << "\n";
-    }
     using detail::format_number;
-    csv << kind << "," << format_number(epoch, "") << "," << state.global_step << ","
-        << format_number(loss, "");
-    json << "{\"kind\":\"" << kind << "\",\"epoch\":" << format_number(epoch, "null")
-         << ",\"step\":" << state.global_step << ",\"loss\":" << format_number(loss, "null")
-         << ",\"lr\":[";
-    for (size_t g = 0; g < state.lrs.size(); ++g) {
-      csv << "," << format_number(state.lrs[g], "");
-      json << (g ? "," : "") << format_number(state.lrs[g], "null");
+    if (needs_header_) {
+      csv_ << kLeadingColumns;
+      for (size_t g = 0; g < state.lrs.size(); ++g) csv_ << ",lr" << g;
+      csv_ << "," << kTrailingColumns << "\n";
+      needs_header_ = false;
     }
-    json << "]";
-    csv << "," << format_number(metric("collapse_std"), "") << ","
-        << format_number(metric("knn_top1"), "") << ","
-        << format_number(state.images_per_second, "") << ","
-        << format_number(state.data_wait_fraction, "") << "\n";
-    for (const auto& [name, value] : m) {
-      json << ",\"" << name << "\":" << format_number(value, "null");
-    }
-    json << ",\"images_per_s\":" << format_number(state.images_per_second, "null")
-         << ",\"data_wait_fraction\":" << format_number(state.data_wait_fraction, "null") << "}\n";
+    csv_ << kind << "," << format_number(epoch, "") << "," << state.global_step << ","
+         << format_number(loss, "");
+    for (const double lr : state.lrs) csv_ << "," << format_number(lr, "");
+    csv_ << "," << format_number(metric(metrics::kCollapseStd), "") << ","
+         << format_number(metric(metrics::kKnnTop1), "") << ","
+         << format_number(state.images_per_second, "") << ","
+         << format_number(state.data_wait_fraction, "") << std::endl;
+
+    nlohmann::ordered_json row;
+    row["kind"] = kind;
+    row["epoch"] = number(epoch);
+    row["step"] = state.global_step;
+    row["loss"] = number(loss);
+    row["lr"] = nlohmann::ordered_json::array();
+    for (const double lr : state.lrs) row["lr"].push_back(number(lr));
+    for (const auto& [name, value] : m) row[name] = number(value);
+    row["images_per_s"] = number(state.images_per_second);
+    row["data_wait_fraction"] = number(state.data_wait_fraction);
+    json_ << row.dump() << std::endl;
+    TORCH_CHECK(csv_ && json_, "simsiam::MetricsLog: cannot write to '", csv_path_, "' and '",
+                json_path_, "'");
   }
 
   /// Keeps the header and the rows of epochs before `epoch` (step rows of epoch e have
@@ -290,110 +312,118 @@ class MetricsLog : public Hook {
   static void drop_rows_from(const std::string& path, int64_t epoch, bool json) {
     std::ifstream in(path);
     if (!in) return;
-    std::ostringstream kept;
-    std::string line;
-    bool first = true;
-    while (std::getline(in, line)) {
+    std::string kept, line;
+    for (bool first = true; std::getline(in, line); first = false) {
       if (!json && first) {
-        kept << line << "\n";
-        first = false;
+        kept += line + "\n";
         continue;
       }
-      double value = 0.0;
-      bool is_epoch_row = false;
-      if (json) {
-        const auto at = line.find("\"epoch\":");
-        if (at == std::string::npos) continue;
-        value = std::strtod(line.c_str() + at + 8, nullptr);
-        is_epoch_row = line.find("\"kind\":\"epoch\"") != std::string::npos;
-      } else {
-        const auto comma = line.find(',');
-        if (comma == std::string::npos) continue;
-        value = std::strtod(line.c_str() + comma + 1, nullptr);
-        is_epoch_row = line.compare(0, comma, "epoch") == 0;
-      }
+      const auto [value, is_epoch_row] = json ? json_row_epoch(line) : csv_row_epoch(line);
       const double row_epoch = is_epoch_row ? value - 1.0 : std::ceil(value) - 1.0;
-      if (row_epoch < static_cast<double>(epoch)) kept << line << "\n";
+      if (row_epoch < static_cast<double>(epoch)) kept += line + "\n";
     }
     in.close();
-    detail::write_file_atomically(kept.str(), path, "simsiam::MetricsLog");
+    detail::write_file_atomically(kept, path, "simsiam::MetricsLog");
+  }
+  /// {the epoch column, whether it is an epoch row}; a row that cannot be read counts as
+  /// epoch infinity (dropped).
+  static std::pair<double, bool> json_row_epoch(const std::string& line) {
+    const auto row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!row.is_object() || !row.contains("epoch") || !row["epoch"].is_number()) {
+      return {HUGE_VAL, false};
+    }
+    return {row["epoch"].get<double>(), row.value("kind", "") == "epoch"};
+  }
+  static std::pair<double, bool> csv_row_epoch(const std::string& line) {
+    const auto comma = line.find(',');
+    if (comma == std::string::npos) return {HUGE_VAL, false};
+    return {std::strtod(line.c_str() + comma + 1, nullptr), line.compare(0, comma, "epoch") == 0};
   }
 
+  MetricsLogOptions options_;
   std::string csv_path_, json_path_;
+  std::ofstream csv_, json_;
+  bool needs_header_ = false;
 };
 
 /// Options of `MetricsPlot`.
 struct MetricsPlotOptions {
-  /// The gnuplot program (Debian: apt-get install gnuplot-nox).
+  /// The gnuplot program, looked up in PATH (Debian: apt-get install gnuplot-nox).
   TORCH_ARG(std::string, gnuplot) = "gnuplot";
   TORCH_ARG(int64_t, width) = 1200;
   TORCH_ARG(int64_t, height) = 400;
 };
 
+namespace detail {
+
+/// `text` as a gnuplot single-quoted string: a quote inside is written twice.
+inline std::string gnuplot_quoted(const std::string& text) {
+  std::string quoted = "'";
+  for (const char c : text) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+  return quoted + "'";
+}
+
+/// Runs `program` (looked up in PATH) with `arguments`, without a shell, its output discarded;
+/// true when it exited with status 0.
+inline bool run_quietly(const std::string& program, const std::vector<std::string>& arguments) {
+#if defined(_WIN32)
+  std::string command = "\"" + program + "\"";
+  for (const auto& a : arguments) command += " \"" + a + "\"";
+  return std::system((command + " > NUL 2>&1").c_str()) == 0;
+#else
+  std::vector<char*> argv{const_cast<char*>(program.c_str())};
+  for (const auto& a : arguments) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = 0;
+  const int error = posix_spawnp(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) return false;
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+#endif
+}
+
+}  // namespace detail
+
 /// At the end of a run, plots the epoch rows of `metrics.csv` (loss, collapse std, kNN top-1
-/// vs epoch, three panels) to `<run_dir>/metrics.png` with gnuplot; the script stays next to it
-/// as `metrics.gp`. Without gnuplot it prints a warning and the run still succeeds.
+/// vs epoch, three panels) to `<run_dir>/metrics.png` with gnuplot; the script, with the rows in
+/// it, stays next to it as `metrics.gp`. gnuplot is started without a shell, so any folder name
+/// works. Without gnuplot it prints a warning and the run still succeeds.
 class MetricsPlot : public Hook {
  public:
-  explicit MetricsPlot(MetricsPlotOptions options = {}) : options(std::move(options)) {}
+  explicit MetricsPlot(MetricsPlotOptions options = {}) : options_(std::move(options)) {}
 
   void on_train_end(TrainState& state) override {
     if (state.run_dir.empty()) return;
     const auto dir = std::filesystem::path(state.run_dir);
-    if (!std::filesystem::exists(dir / "metrics.csv")) return;
-    std::ifstream header_in(dir / "metrics.csv");
-    std::string header;
-    std::getline(header_in, header);
-    auto column = [&](const std::string& name) {
-      std::stringstream fields(header);
-      std::string field;
-      for (int index = 1; std::getline(fields, field, ','); ++index) {
-        if (field == name) return index;
-      }
-      return 0;
-    };
+    const auto table = read_epoch_rows(dir / "metrics.csv");
     // Panels for the columns that have values in epoch rows (kNN only with a KnnMonitor).
-    std::vector<std::pair<std::string, std::string>> panels;  // column, title
-    for (const auto& [name, title] :
-         {std::pair<std::string, std::string>{"loss", "loss"},
-          {"collapse_std", "collapse std of z/||z|| (healthy ~ 1/sqrt(d))"},
-          {"knn_top1", "kNN top-1 (%)"}}) {
-      if (column_has_values(dir / "metrics.csv", column(name))) panels.emplace_back(name, title);
+    std::vector<std::pair<int, std::string>> panels;  // 1-based column, name
+    for (const char* name : {"loss", metrics::kCollapseStd, metrics::kKnnTop1}) {
+      const int column = table.column(name);
+      if (column > 0 && table.has_values(column)) panels.emplace_back(column, name);
     }
     if (panels.empty()) return;
-    const std::string script_path = (dir / "metrics.gp").string();
+    const std::string script = (dir / "metrics.gp").string();
     const std::string png = (dir / "metrics.png").string();
-    {
-      std::ofstream script(script_path, std::ios::trunc);
-      script << "# Plot of metrics.csv's epoch rows, written by simsiam::MetricsPlot.\n"
-             << "set terminal pngcairo size " << options.width() << "," << options.height() << "\n"
-             << "set output '" << png << ".tmp'\n"
-             << "set datafile separator ','\n"
-             << "set multiplot layout 1," << panels.size() << "\n"
-             << "set xlabel 'epoch'\nset grid\nunset key\n"
-             << "data = \"< grep '^epoch,' '" << (dir / "metrics.csv").string() << "'\"\n";
-      for (const auto& [name, title] : panels) {
-        const std::string scale = name == "knn_top1" ? "*100" : "";
-        // The collapse std is read against 0 (collapsed) and 1/sqrt(d) (healthy).
-        script << "set title '" << title << "' noenhanced\n"
-               << "set yrange " << (name == "collapse_std" ? "[0:*]" : "[*:*]") << "\n"
-               << "plot data using 2:($" << column(name) << scale
-               << ") with linespoints pt 7 ps 0.5\n";
-      }
-      script << "unset multiplot\n";
-    }
-    const std::string command = options.gnuplot() + " '" + script_path + "' > /dev/null 2>&1";
-    const int status = std::system(command.c_str());
+    detail::write_file_atomically(script_text(table, panels, png + ".tmp"), script,
+                                  "simsiam::MetricsPlot");
     std::error_code error;
-    if (status == 0 && std::filesystem::exists(png + ".tmp")) {
-      std::filesystem::rename(png + ".tmp", png, error);
-    }
-    if (status != 0 || error) {
+    const bool drawn =
+        detail::run_quietly(options_.gnuplot(), {script}) && std::filesystem::exists(png + ".tmp");
+    if (drawn) std::filesystem::rename(png + ".tmp", png, error);
+    if (!drawn || error) {
       std::filesystem::remove(png + ".tmp", error);
       std::fprintf(stderr,
-                   "warning: no plot: '%s' failed (install gnuplot: apt-get install "
+                   "warning: no plot: '%s %s' failed (install gnuplot: apt-get install "
                    "gnuplot-nox); the metrics are in %s\n",
-                   command.c_str(), (dir / "metrics.csv").c_str());
+                   options_.gnuplot().c_str(), script.c_str(), (dir / "metrics.csv").c_str());
       return;
     }
     path_ = png;
@@ -401,26 +431,78 @@ class MetricsPlot : public Hook {
 
   /// The PNG written by the last run, or "".
   const std::string& path() const { return path_; }
-
-  MetricsPlotOptions options;
+  const MetricsPlotOptions& options() const { return options_; }
 
  private:
-  /// Whether any epoch row has a value in (1-based) column `index`.
-  static bool column_has_values(const std::filesystem::path& csv, int index) {
-    if (index <= 0) return false;
-    std::ifstream in(csv);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("epoch,", 0) != 0) continue;
-      std::stringstream fields(line);
-      std::string field;
-      for (int i = 1; std::getline(fields, field, ','); ++i) {
-        if (i == index && !field.empty()) return true;
-      }
+  /// The header and the epoch rows of metrics.csv, split into fields.
+  struct Table {
+    std::vector<std::string> header;
+    std::vector<std::vector<std::string>> rows;
+    /// The 1-based index of column `name`, or 0.
+    int column(const std::string& name) const {
+      const auto it = std::find(header.begin(), header.end(), name);
+      return it == header.end() ? 0 : static_cast<int>(it - header.begin()) + 1;
     }
-    return false;
+    bool has_values(int column) const {
+      return std::any_of(rows.begin(), rows.end(), [&](const auto& row) {
+        return static_cast<size_t>(column) <= row.size() && !row[column - 1].empty();
+      });
+    }
+  };
+
+  static std::vector<std::string> split(const std::string& line) {
+    std::vector<std::string> fields;
+    std::stringstream in(line);
+    for (std::string field; std::getline(in, field, ',');) fields.push_back(field);
+    if (!line.empty() && line.back() == ',') fields.emplace_back();
+    return fields;
   }
 
+  static Table read_epoch_rows(const std::filesystem::path& csv) {
+    Table table;
+    std::ifstream in(csv);
+    std::string line;
+    if (!std::getline(in, line)) return table;
+    table.header = split(line);
+    while (std::getline(in, line)) {
+      if (line.rfind("epoch,", 0) == 0) table.rows.push_back(split(line));
+    }
+    return table;
+  }
+
+  std::string script_text(const Table& table,
+                          const std::vector<std::pair<int, std::string>>& panels,
+                          const std::string& png) const {
+    std::ostringstream script;
+    script << "# Plot of metrics.csv's epoch rows, written by simsiam::MetricsPlot.\n"
+           << "$epochs << EOD\n";
+    for (const auto& row : table.rows) {
+      for (size_t i = 0; i < row.size(); ++i) script << (i ? "," : "") << row[i];
+      script << "\n";
+    }
+    script << "EOD\n"
+           << "set terminal pngcairo size " << options_.width() << "," << options_.height() << "\n"
+           << "set output " << detail::gnuplot_quoted(png) << "\n"
+           << "set datafile separator ','\n"
+           << "set multiplot layout 1," << panels.size() << "\n"
+           << "set xlabel 'epoch'\nset grid\nunset key\n";
+    for (const auto& [column, name] : panels) {
+      const bool knn = name == metrics::kKnnTop1, collapse = name == metrics::kCollapseStd;
+      // The collapse std is read against 0 (collapsed) and 1/sqrt(d) (healthy).
+      script << "set title '"
+             << (knn        ? "kNN top-1 (%)"
+                 : collapse ? "collapse std of z/||z|| (healthy ~ 1/sqrt(d))"
+                            : "loss")
+             << "' noenhanced\n"
+             << "set yrange " << (collapse ? "[0:*]" : "[*:*]") << "\n"
+             << "plot $epochs using 2:($" << column << (knn ? "*100" : "")
+             << ") with linespoints pt 7 ps 0.5\n";
+    }
+    script << "unset multiplot\n";
+    return script.str();
+  }
+
+  MetricsPlotOptions options_;
   std::string path_;
 };
 

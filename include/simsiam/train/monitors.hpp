@@ -49,9 +49,9 @@ class CollapseMonitor : public Hook {
   void on_step_end(TrainState& state) override {
     if (!state.z1.defined()) return;
     const double value = functional::collapse_std(state.z1).item<double>();
-    state.step_metrics["collapse_std"] = value;
+    state.step_metrics[metrics::kCollapseStd] = value;
     sum_ += value;
-    state.epoch_metrics["collapse_std"] = sum_ / static_cast<double>(++count_);
+    state.epoch_metrics[metrics::kCollapseStd] = sum_ / static_cast<double>(++count_);
     const double healthy = 1.0 / std::sqrt(static_cast<double>(state.z1.size(1)));
     threshold_ = options.threshold_ratio() * healthy;
     low_steps_ = value < threshold_ ? low_steps_ + 1 : 0;
@@ -136,7 +136,7 @@ class KnnMonitor : public Hook {
     TORCH_CHECK(state.model != nullptr && state.features,
                 "simsiam::KnnMonitor: the trainer gave no model to evaluate");
     last_ = evaluate(*state.model, state.features, state.device, state.communicator);
-    state.epoch_metrics["knn_top1"] = last_;
+    state.epoch_metrics[metrics::kKnnTop1] = last_;
   }
 
   /// kNN top-1 in [0, 1] of the given network now. With several ranks each one embeds every

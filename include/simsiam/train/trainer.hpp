@@ -21,11 +21,12 @@
 #include <utility>
 #include <vector>
 
+#include "simsiam/detail/file.hpp"
+#include "simsiam/detail/seed.hpp"
 #include "simsiam/distributed/communicator.hpp"
-#include "simsiam/distributed/data_parallel.hpp"
-#include "simsiam/distributed/sync_batch_norm.hpp"
+#include "simsiam/distributed/replicas.hpp"
 #include "simsiam/loss/symmetric_loss.hpp"
-#include "simsiam/optim/cosine_schedule.hpp"
+#include "simsiam/optim/schedule.hpp"
 #include "simsiam/train/amp.hpp"
 #include "simsiam/train/checkpoint.hpp"
 #include "simsiam/train/hook.hpp"
@@ -83,6 +84,23 @@ struct TrainerOptions {
   /// SyncBN; `convert_sync_batchnorm`).
   TORCH_ARG(bool, sync_batch_norm) = true;
   TORCH_ARG(distributed::DataParallelOptions, data_parallel) = {};
+
+ public:
+  /// Fails with a message naming the first bad setting.
+  void check() const {
+    constexpr const char* kWhere = "simsiam::Trainer";
+    TORCH_CHECK(epochs() > 0, kWhere, ": expected epochs > 0, got ", epochs());
+    TORCH_CHECK(checkpoint_every() > 0, kWhere, ": expected checkpoint_every > 0, got ",
+                checkpoint_every());
+    TORCH_CHECK(resume().empty() || std::filesystem::is_regular_file(resume()), kWhere,
+                ": the checkpoint to resume from, '", resume(), "', does not exist");
+    TORCH_CHECK(!amp() || device().is_cuda() || device().is_cpu(), kWhere,
+                ": mixed precision needs a CPU or CUDA device, got ", device());
+  }
+  /// The autocast dtype: `amp_dtype`, or float16 on CUDA and bfloat16 elsewhere.
+  torch::ScalarType resolved_amp_dtype() const {
+    return amp_dtype().value_or(device().is_cuda() ? torch::kHalf : torch::kBFloat16);
+  }
 };
 
 /// What `Trainer::fit` returns.
@@ -105,27 +123,12 @@ struct has_features<
     M, std::void_t<decltype(std::declval<M&>()->features(std::declval<torch::Tensor>()))>>
     : std::true_type {};
 
-/// splitmix64 of (seed, step, rank): independent streams per step and rank.
-inline uint64_t mix_step_seed(uint64_t seed, int64_t step, int64_t rank) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull *
-                          (static_cast<uint64_t>(step) * 1024 + static_cast<uint64_t>(rank) + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-inline std::string checkpoint_name(int64_t epoch) {
-  char name[48];
-  std::snprintf(name, sizeof name, "checkpoint_%04lld.pt", static_cast<long long>(epoch));
-  return name;
-}
-
 }  // namespace detail
 
-/// The SimSiam loop: per epoch `loader.set_epoch(e)`, the schedule steps, then for each batch
-/// the two views go to the device, `model->forward(x1, x2)` gives {p1, p2, z1, z2},
-/// `loss(p1, p2, z1, z2)` is checked to be finite, then zero_grad, backward, optimiser step and
-/// the hooks.
+/// The SimSiam loop, as `train()` in main_simsiam.py: per epoch `loader.set_epoch(e)` and a
+/// schedule step; then for each batch the two views go to the device, `model->forward(x1, x2)`
+/// gives {p1, p2, z1, z2}, `loss(p1, p2, z1, z2)` is checked to be finite, then zero_grad,
+/// backward, optimiser step and the hooks.
 ///
 /// - `Model`: a module holder whose forward takes two views and returns `SimSiamOutput`-like
 ///   {p1, p2, z1, z2} (`SimSiam<Backbone>` or your own); `features(x)`, when present, feeds
@@ -135,10 +138,14 @@ inline std::string checkpoint_name(int64_t epoch) {
 /// - `Optimizer`: any `torch::optim::Optimizer` (SGD from `make_sgd`, `Lars`, Adam, ...).
 /// - `Loss`: callable as `loss(p1, p2, z1, z2)` returning a scalar (default `SymmetricLoss`).
 ///
+/// The options are checked once, at construction, and fixed from then on.
+///
 /// Checkpoints hold the weights, the optimiser state (momentum buffers), the position (epoch,
 /// step, schedule steps), the RNG states, the gradient scaler and `options.config`; they are
 /// written atomically. `resume` continues at the next epoch, and on CPU gives bit-identical
-/// weights to a run that was never interrupted (same threads, same loader seed).
+/// weights to a run that was never interrupted (same threads, same loader seed). A
+/// `simsiam::Schedule` (`CosineSchedule`) is checked to span the run and recorded in the
+/// checkpoint; any other LibTorch schedule is only stepped.
 ///
 /// With `options.communicator` on N ranks (one process each, every rank calling `fit`): rank 0's
 /// weights go to all ranks, BatchNorm is synchronised, gradients are averaged during backward,
@@ -152,33 +159,25 @@ template <class Model, class Loader, class Optimizer = torch::optim::SGD,
 class Trainer {
   static_assert(std::is_base_of_v<torch::optim::Optimizer, Optimizer>,
                 "simsiam::Trainer: Optimizer must derive from torch::optim::Optimizer");
+  using Clock = std::chrono::steady_clock;
+  using Hooks = std::vector<std::shared_ptr<Hook>>;
+  using Batch = typename std::decay_t<decltype(std::declval<Loader&>().next())>::value_type;
 
  public:
   /// `loader`, `optimizer` and `schedule` (may be null) are used by reference and must outlive
   /// the trainer.
-  Trainer(Model model, Loader& loader, Optimizer& optimizer, torch::optim::LRScheduler* schedule,
+  Trainer(Model model, Loader& loader, Optimizer& optimizer, ScheduleRef schedule,
           TrainerOptions options, Loss loss = Loss())
-      : options(std::move(options)),
+      : options_((options.check(), std::move(options))),
         model_(std::move(model)),
         loader_(loader),
         optimizer_(optimizer),
         schedule_(schedule),
-        loss_(std::move(loss)) {
-    constexpr const char* kWhere = "simsiam::Trainer";
-    TORCH_CHECK(this->options.epochs() > 0, kWhere, ": expected epochs > 0, got ",
-                this->options.epochs());
-    TORCH_CHECK(this->options.checkpoint_every() > 0, kWhere,
-                ": expected checkpoint_every > 0, got ", this->options.checkpoint_every());
-    TORCH_CHECK(
-        this->options.resume().empty() || std::filesystem::is_regular_file(this->options.resume()),
-        kWhere, ": the checkpoint to resume from, '", this->options.resume(), "', does not exist");
-    TORCH_CHECK(
-        !this->options.amp() || this->options.device().is_cuda() || this->options.device().is_cpu(),
-        kWhere, ": mixed precision needs a CPU or CUDA device, got ", this->options.device());
-    if (this->options.default_hooks()) {
-      collapse_ = std::make_shared<CollapseMonitor>(this->options.collapse());
-    }
-    scaler_.options.enabled(this->options.amp() && amp_dtype() == torch::kHalf);
+        loss_(std::move(loss)),
+        replicas_(options_.communicator()) {
+    if (options_.default_hooks())
+      collapse_ = std::make_shared<CollapseMonitor>(options_.collapse());
+    scaler_.options.enabled(options_.amp() && options_.resolved_amp_dtype() == torch::kHalf);
   }
 
   /// Adds a hook, run after the hooks added before it (and after the built-in collapse monitor,
@@ -187,63 +186,24 @@ class Trainer {
 
   /// Trains from epoch 0, or from the checkpoint in `options.resume`, up to `options.epochs`.
   TrainResult fit() {
-    const auto started = std::chrono::steady_clock::now();
-    auto hooks = all_hooks();
-    TrainState state;
-    state.epochs = options.epochs();
-    state.run_dir = options.run_dir();
-    state.device = options.device();
-    state.model = model_.ptr().get();
-    if constexpr (detail::has_features<Model>::value) {
-      state.features = [this](const torch::Tensor& x) { return model_->features(x); };
-    }
-    state.communicator = options.communicator();
-    if (!options.run_dir().empty() && is_main_rank()) {
-      std::filesystem::create_directories(options.run_dir());
-    }
-    model_->to(options.device());
-    if (options.channels_last()) to_channels_last();
-    model_->train();
-    check_schedule();
-    if (!options.resume().empty()) resume(state);
-    std::unique_ptr<distributed::DataParallel> parallel;
-    const bool attach_sync_bn = world_size() > 1 && options.sync_batch_norm();
-    if (world_size() > 1) {
-      if (attach_sync_bn) distributed::convert_sync_batchnorm(*model_, options.communicator());
-      parallel = std::make_unique<distributed::DataParallel>(*model_, *options.communicator(),
-                                                             options.data_parallel());
-      parallel->broadcast_state();
-    }
-    parallel_ = parallel.get();
-    // After fit, the model no longer refers to the ranks: its BatchNorms are per-process again.
-    struct Detach {
-      Trainer& trainer;
-      bool sync_bn;
-      ~Detach() {
-        trainer.parallel_ = nullptr;
-        if (sync_bn) distributed::convert_sync_batchnorm(*trainer.model_, nullptr);
-      }
-    } detach{*this, attach_sync_bn};
-
+    const auto started = Clock::now();
+    const auto hooks = all_hooks();
+    TrainState state = initial_state();
+    prepare_model();
+    if (!options_.resume().empty()) resume(state);
+    const auto attached =
+        replicas_.attach(*model_, options_.sync_batch_norm(), options_.data_parallel());
     // Rank 0's run folder decides for all: the others join its checkpoint agreement even when
     // they were given no folder.
-    bool checkpoints = !options.run_dir().empty();
-    if (world_size() > 1) {
-      std::vector<torch::Tensor> flag{
-          torch::full({1}, is_main_rank() && checkpoints ? 1.0 : 0.0, torch::kDouble)};
-      options.communicator()->all_reduce_sum(flag);
-      checkpoints = flag[0].template item<double>() > 0;
-    }
-
+    const bool checkpoints = replicas_.any(replicas_.is_main() && !options_.run_dir().empty());
     TrainResult result;
     try {
       for (auto& hook : hooks) hook->on_train_begin(state);
       agree_on_stop(state);
-      for (int64_t epoch = state.start_epoch; epoch < options.epochs() && !state.stop; ++epoch) {
-        if (!run_epoch(state, hooks, epoch, started)) break;  // stopped mid-epoch: no checkpoint
+      for (int64_t epoch = state.start_epoch; epoch < options_.epochs() && !state.stop; ++epoch) {
+        if (!train_epoch(state, hooks, *attached, epoch, started)) break;  // stopped mid-epoch
         result.epochs_completed = epoch + 1;
-        if (checkpoints && ((epoch + 1) % options.checkpoint_every() == 0 ||
-                            epoch + 1 == options.epochs() || state.stop)) {
+        if (checkpoints && checkpoint_due(epoch + 1, state)) {
           result.checkpoint = write_checkpoint(epoch + 1, state);
         }
       }
@@ -252,6 +212,180 @@ class Trainer {
       throw;
     }
     for (auto& hook : hooks) hook->on_train_end(state);
+    return finish(std::move(result), state, started);
+  }
+
+  const TrainerOptions& options() const { return options_; }
+  Model& model() { return model_; }
+  Loss& loss() { return loss_; }
+  GradScaler& scaler() { return scaler_; }
+  /// The built-in collapse monitor (null without default hooks).
+  const std::shared_ptr<CollapseMonitor>& collapse_monitor() const { return collapse_; }
+
+ private:
+  /// What one optimiser step gives the hooks.
+  struct StepResult {
+    double loss = 0.0;  ///< mean over the ranks
+    torch::Tensor z1, z2;
+    int64_t batch_size = 0;  ///< this rank's
+  };
+
+  /// Trains one epoch; false when a hook stopped it before its end.
+  bool train_epoch(TrainState& state, const Hooks& hooks, distributed::Attachment& attached,
+                   int64_t epoch, Clock::time_point started) {
+    begin_epoch(state, hooks, epoch);
+    EpochTimer timer;
+    while (auto batch = next_batch(state, timer)) {
+      if (schedule_ && options_.schedule_per_step()) step_schedule();
+      auto step = train_step(*batch, state, attached);
+      record_step(state, step, timer, started);
+      for (auto& hook : hooks) hook->on_step_end(state);
+      if (state.stop && replicas_.size() == 1) break;  // several ranks agree at the next step
+    }
+    if (state.stop && state.step_in_epoch < state.steps_per_epoch) return false;
+    attached.align_buffers();  // before anything evaluates or saves them
+    state.seconds = seconds_since(started);
+    for (auto& hook : hooks) hook->on_epoch_end(state);
+    agree_on_stop(state);
+    return true;
+  }
+
+  /// One SimSiam step on `batch`: forward, loss, backward, optimiser step.
+  StepResult train_step(const Batch& batch, const TrainState& state,
+                        distributed::Attachment& attached) {
+    auto [x1, x2] = views_on_device(batch, state.global_step);
+    StepResult step;
+    torch::Tensor loss;
+    {
+      AutocastGuard autocast(options_.device().type(), options_.amp(),
+                             options_.resolved_amp_dtype());
+      auto out = model_->forward(x1, x2);
+      loss = loss_(out.p1, out.p2, out.z1, out.z2);
+      step.z1 = out.z1.detach();
+      step.z2 = out.z2.detach();
+    }
+    step.loss = replicas_.mean(loss.template item<double>());
+    if (!std::isfinite(step.loss)) non_finite(step.loss, state);
+    optimizer_.zero_grad();
+    scaler_.scale(loss).backward();
+    attached.synchronize_gradients();
+    scaler_.step(optimizer_);
+    scaler_.update();
+    step.batch_size = x1.size(0);
+    return step;
+  }
+
+  /// The two views on the training device, with the device-side augmentations and layout.
+  std::pair<torch::Tensor, torch::Tensor> views_on_device(const Batch& batch, int64_t step) const {
+    auto x1 = batch.view1.to(options_.device(), /*non_blocking=*/true);
+    auto x2 = batch.view2.to(options_.device(), /*non_blocking=*/true);
+    if (options_.view_transform()) {
+      // One stream per (step, rank): a resumed run draws the same parameters.
+      auto generator = at::detail::createCPUGenerator(detail::mix_seed(
+          options_.view_transform_seed(), static_cast<uint64_t>(step * 1024 + replicas_.rank())));
+      x1 = options_.view_transform()(x1, generator);
+      x2 = options_.view_transform()(x2, generator);
+    }
+    if (options_.channels_last()) {
+      x1 = x1.contiguous(at::MemoryFormat::ChannelsLast);
+      x2 = x2.contiguous(at::MemoryFormat::ChannelsLast);
+    }
+    return {std::move(x1), std::move(x2)};
+  }
+
+  /// Wall time of an epoch and the part spent waiting for the loader.
+  struct EpochTimer {
+    Clock::time_point start = Clock::now();
+    double waited = 0.0;
+    double loss_sum = 0.0;
+    int64_t images = 0;
+  };
+
+  void begin_epoch(TrainState& state, const Hooks& hooks, int64_t epoch) {
+    state.epoch = epoch;
+    state.step_in_epoch = 0;
+    state.epoch_loss = 0.0;
+    state.images_per_second = state.data_wait_fraction = 0.0;
+    state.epoch_metrics.clear();
+    loader_.set_epoch(epoch);
+    state.steps_per_epoch = loader_.batches_per_epoch();
+    check_equal_batches(epoch, state.steps_per_epoch);
+    if (schedule_ && !options_.schedule_per_step()) step_schedule();
+    state.lrs = current_lrs();
+    for (auto& hook : hooks) hook->on_epoch_begin(state);
+  }
+
+  /// The loader's next batch, or nothing when the epoch ends: at the loader's end, when some rank
+  /// ran short, or when some rank asked to stop.
+  std::optional<Batch> next_batch(TrainState& state, EpochTimer& timer) const {
+    const auto wait_start = Clock::now();
+    auto batch = loader_.next();
+    timer.waited += seconds_since(wait_start);
+    if (replicas_.size() == 1) return batch;
+    const auto agreed = agree(batch.has_value(), state);
+    if (agreed.stop) return std::nullopt;
+    if (agreed.ranks_with_batch < replicas_.size()) {
+      if (agreed.ranks_with_batch > 0 && replicas_.is_main()) {
+        std::fprintf(stderr,
+                     "\nwarning: %lld of %lld ranks ran out of batches at step %lld of epoch %lld "
+                     "(skipped bad images?); the epoch ends there on every rank\n",
+                     static_cast<long long>(replicas_.size() - agreed.ranks_with_batch),
+                     static_cast<long long>(replicas_.size()),
+                     static_cast<long long>(state.step_in_epoch + 1),
+                     static_cast<long long>(state.epoch + 1));
+      }
+      return std::nullopt;
+    }
+    return batch;
+  }
+
+  void record_step(TrainState& state, StepResult& step, EpochTimer& timer,
+                   Clock::time_point started) const {
+    ++state.global_step;
+    ++state.step_in_epoch;
+    state.batch_size = step.batch_size * replicas_.size();
+    timer.images += state.batch_size;
+    timer.loss_sum += step.loss;
+    const double seconds = seconds_since(timer.start);
+    state.loss = step.loss;
+    state.z1 = std::move(step.z1);
+    state.z2 = std::move(step.z2);
+    state.lrs = current_lrs();
+    state.epoch_loss = timer.loss_sum / static_cast<double>(state.step_in_epoch);
+    state.images_per_second = seconds > 0 ? static_cast<double>(timer.images) / seconds : 0.0;
+    state.data_wait_fraction = seconds > 0 ? timer.waited / seconds : 0.0;
+    state.seconds = seconds_since(started);
+    state.step_metrics.clear();
+  }
+
+  static double seconds_since(Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  }
+
+  TrainState initial_state() {
+    TrainState state;
+    state.epochs = options_.epochs();
+    state.run_dir = options_.run_dir();
+    state.device = options_.device();
+    state.model = model_.ptr().get();
+    if constexpr (detail::has_features<Model>::value) {
+      state.features = [this](const torch::Tensor& x) { return model_->features(x); };
+    }
+    state.communicator = options_.communicator();
+    return state;
+  }
+
+  void prepare_model() {
+    if (!options_.run_dir().empty() && replicas_.is_main()) {
+      std::filesystem::create_directories(options_.run_dir());
+    }
+    model_->to(options_.device());
+    if (options_.channels_last()) to_channels_last();
+    model_->train();
+    check_schedule();
+  }
+
+  TrainResult finish(TrainResult result, const TrainState& state, Clock::time_point started) const {
     if (result.epochs_completed == 0) result.epochs_completed = state.start_epoch;
     result.steps = state.global_step;
     result.stopped = state.stop;
@@ -259,52 +393,20 @@ class Trainer {
     if (result.checkpoint.empty()) result.checkpoint = last_checkpoint_;
     result.last_epoch = state.epoch_metrics;
     result.last_epoch["loss"] = state.epoch_loss;
-    result.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    result.seconds = seconds_since(started);
     return result;
   }
 
-  Model& model() { return model_; }
-  Loss& loss() { return loss_; }
-  GradScaler& scaler() { return scaler_; }
-  /// The built-in collapse monitor (null without default hooks).
-  const std::shared_ptr<CollapseMonitor>& collapse_monitor() const { return collapse_; }
-
-  TrainerOptions options;
-
- private:
-  int64_t world_size() const { return distributed::world_size(options.communicator()); }
-  bool is_main_rank() const { return distributed::rank(options.communicator()) == 0; }
-
-  /// Every rank must run the same number of steps, or the collectives of the longer ones would
-  /// wait for ever (until the timeout).
-  void check_equal_batches(int64_t epoch, int64_t batches) const {
-    if (world_size() == 1) return;
-    const auto all =
-        distributed::gather_rows(options.communicator(), torch::full({1}, batches, torch::kLong));
-    for (int64_t r = 0; r < world_size(); ++r) {
-      TORCH_CHECK(all[r].template item<int64_t>() == batches, "simsiam::Trainer: rank ",
-                  distributed::rank(options.communicator()), " has ", batches, " batches in epoch ",
-                  epoch + 1, " but rank ", r, " has ", all[r].template item<int64_t>(),
-                  "; give every rank an equal shard (LoaderOptions::rank and world_size)");
-    }
-  }
-
-  torch::ScalarType amp_dtype() const {
-    return options.amp_dtype().value_or(options.device().is_cuda() ? torch::kHalf
-                                                                   : torch::kBFloat16);
-  }
-
-  std::vector<std::shared_ptr<Hook>> all_hooks() const {
-    std::vector<std::shared_ptr<Hook>> hooks;
+  Hooks all_hooks() const {
+    Hooks hooks;
     if (collapse_) hooks.push_back(collapse_);
     hooks.insert(hooks.end(), hooks_.begin(), hooks_.end());
-    if (options.default_hooks() && is_main_rank()) {
-      if (!options.run_dir().empty()) {
-        hooks.push_back(std::make_shared<MetricsLog>(options.metrics()));
+    if (options_.default_hooks() && replicas_.is_main()) {
+      if (!options_.run_dir().empty()) {
+        hooks.push_back(std::make_shared<MetricsLog>(options_.metrics()));
         hooks.push_back(std::make_shared<MetricsPlot>());
       }
-      hooks.push_back(std::make_shared<ProgressBar>(options.progress()));
+      hooks.push_back(std::make_shared<ProgressBar>(options_.progress()));
     }
     return hooks;
   }
@@ -315,129 +417,66 @@ class Trainer {
     return lrs;
   }
 
-  /// Trains one epoch; false when a hook stopped it before its end.
-  bool run_epoch(TrainState& state, const std::vector<std::shared_ptr<Hook>>& hooks, int64_t epoch,
-                 std::chrono::steady_clock::time_point started) {
-    using clock = std::chrono::steady_clock;
-    state.epoch = epoch;
-    state.step_in_epoch = 0;
-    state.epoch_loss = 0.0;
-    state.images_per_second = state.data_wait_fraction = 0.0;
-    state.epoch_metrics.clear();
-    loader_.set_epoch(epoch);
-    state.steps_per_epoch = loader_.batches_per_epoch();
-    check_equal_batches(epoch, state.steps_per_epoch);
-    if (schedule_ != nullptr && !options.schedule_per_step()) step_schedule();
-    state.lrs = current_lrs();
-    for (auto& hook : hooks) hook->on_epoch_begin(state);
-
-    const auto epoch_start = clock::now();
-    double wait = 0.0, loss_sum = 0.0;
-    int64_t images = 0;
-    while (true) {
-      const auto wait_start = clock::now();
-      auto batch = loader_.next();
-      wait += std::chrono::duration<double>(clock::now() - wait_start).count();
-      if (world_size() > 1) {
-        // One exchange per step: whether each rank has a batch (a loader skips a batch of only
-        // bad images, so a rank may run short) and whether a hook asked to stop after the last
-        // step. Every rank then takes the same branch, and the collectives stay paired.
-        const auto [ranks_with_batch, stop] = agree_on_step(batch.has_value(), state);
-        if (stop) break;
-        if (ranks_with_batch < world_size()) {
-          if (ranks_with_batch > 0 && is_main_rank()) {
-            std::fprintf(stderr,
-                         "\nwarning: %lld of %lld ranks ran out of batches at step %lld of epoch "
-                         "%lld (skipped bad images?); the epoch ends there on every rank\n",
-                         static_cast<long long>(world_size() - ranks_with_batch),
-                         static_cast<long long>(world_size()),
-                         static_cast<long long>(state.step_in_epoch + 1),
-                         static_cast<long long>(epoch + 1));
-          }
-          break;
-        }
-      }
-      if (!batch) break;
-      if (schedule_ != nullptr && options.schedule_per_step()) step_schedule();
-      auto x1 = batch->view1.to(options.device(), /*non_blocking=*/true);
-      auto x2 = batch->view2.to(options.device(), /*non_blocking=*/true);
-      if (options.view_transform()) {
-        auto generator = at::detail::createCPUGenerator(
-            detail::mix_step_seed(options.view_transform_seed(), state.global_step,
-                                  distributed::rank(options.communicator())));
-        x1 = options.view_transform()(x1, generator);
-        x2 = options.view_transform()(x2, generator);
-      }
-      if (options.channels_last()) {
-        x1 = x1.contiguous(at::MemoryFormat::ChannelsLast);
-        x2 = x2.contiguous(at::MemoryFormat::ChannelsLast);
-      }
-      torch::Tensor loss;
-      torch::Tensor z1, z2;
-      {
-        AutocastGuard autocast(options.device().type(), options.amp(), amp_dtype());
-        auto out = model_->forward(x1, x2);
-        loss = loss_(out.p1, out.p2, out.z1, out.z2);
-        z1 = out.z1.detach();
-        z2 = out.z2.detach();
-      }
-      const double value =
-          distributed::all_reduce_mean(options.communicator(), loss.template item<double>());
-      if (!std::isfinite(value)) non_finite(value, state);
-      optimizer_.zero_grad();
-      scaler_.scale(loss).backward();
-      if (parallel_ != nullptr) parallel_->synchronize_gradients();
-      scaler_.step(optimizer_);
-      scaler_.update();
-
-      ++state.global_step;
-      ++state.step_in_epoch;
-      images += x1.size(0) * world_size();
-      loss_sum += value;
-      const double seconds = std::chrono::duration<double>(clock::now() - epoch_start).count();
-      state.loss = value;
-      state.batch_size = x1.size(0) * world_size();
-      state.z1 = std::move(z1);
-      state.z2 = std::move(z2);
-      state.lrs = current_lrs();
-      state.epoch_loss = loss_sum / static_cast<double>(state.step_in_epoch);
-      state.images_per_second = seconds > 0 ? static_cast<double>(images) / seconds : 0.0;
-      state.data_wait_fraction = seconds > 0 ? wait / seconds : 0.0;
-      state.seconds = std::chrono::duration<double>(clock::now() - started).count();
-      state.step_metrics.clear();
-      for (auto& hook : hooks) hook->on_step_end(state);
-      if (state.stop && world_size() == 1) break;  // several ranks agree at the next step
+  /// Every rank must run the same number of steps, or the collectives of the longer ones would
+  /// wait for ever (until the timeout).
+  void check_equal_batches(int64_t epoch, int64_t batches) const {
+    const auto all = replicas_.gather(batches);
+    for (size_t r = 0; r < all.size(); ++r) {
+      TORCH_CHECK(all[r] == batches, "simsiam::Trainer: rank ", replicas_.rank(), " has ", batches,
+                  " batches in epoch ", epoch + 1, " but rank ", r, " has ", all[r],
+                  "; give every rank an equal shard (LoaderOptions::rank and world_size)");
     }
-    if (state.stop && state.step_in_epoch < state.steps_per_epoch) return false;
-    // Per-process BatchNorm lets the replicas' running statistics drift apart: rank 0's go to
-    // all before anything evaluates or saves them (DDP's broadcast_buffers).
-    if (parallel_ != nullptr && !options.sync_batch_norm()) parallel_->broadcast_buffers();
-    state.seconds = std::chrono::duration<double>(clock::now() - started).count();
-    for (auto& hook : hooks) hook->on_epoch_end(state);
-    agree_on_stop(state);
-    return true;
   }
 
-  /// {ranks that have a batch, whether any rank asked to stop}; a stop asked for on one rank
-  /// (a collapse monitor sees its own batch) stops every rank.
-  std::pair<int64_t, bool> agree_on_step(bool has_batch, TrainState& state) const {
-    std::vector<torch::Tensor> flags{
-        torch::tensor({has_batch ? 1.0 : 0.0, state.stop ? 1.0 : 0.0}, torch::kDouble)};
-    options.communicator()->all_reduce_sum(flags);
-    const auto values = flags[0].accessor<double, 1>();
-    if (values[1] > 0 && !state.stop) {
+  /// A stop asked for on one rank (a collapse monitor sees its own batch) stops every rank.
+  distributed::StepAgreement agree(bool has_batch, TrainState& state) const {
+    const auto agreed = replicas_.agree(has_batch, state.stop);
+    if (agreed.stop && !state.stop) {
       state.stop = true;
       state.stop_reason = "another rank stopped the run";
     }
-    return {static_cast<int64_t>(values[0]), state.stop};
+    return agreed;
   }
-  void agree_on_stop(TrainState& state) const {
-    if (world_size() > 1) agree_on_step(true, state);
-  }
+  void agree_on_stop(TrainState& state) const { agree(true, state); }
 
   void step_schedule() {
-    schedule_->step();
+    schedule_.step();
     ++schedule_steps_;
+  }
+
+  /// A `Schedule` must span the run, `epochs` positions, or epochs x batches per epoch when
+  /// stepped per iteration, and start from position 0.
+  void check_schedule() const {
+    const Schedule* schedule = schedule_.described();
+    if (schedule == nullptr) return;
+    const int64_t expected = options_.schedule_per_step()
+                                 ? options_.epochs() * loader_.batches_per_epoch()
+                                 : options_.epochs();
+    TORCH_CHECK(schedule->positions() == expected, "simsiam::Trainer: the ", schedule->name(),
+                " spans ", schedule->positions(), " positions but the run needs ", expected,
+                options_.schedule_per_step()
+                    ? " (epochs x batches per epoch, stepped per iteration)"
+                    : " (one per epoch)");
+    TORCH_CHECK(schedule->position() == 0, "simsiam::Trainer: the schedule was already stepped ",
+                schedule->position(), " times; give the trainer a fresh one");
+  }
+
+  /// The user's settings plus what the trainer itself needs unchanged for an exact resume: the
+  /// epochs (the schedule depends on them), the optimiser's type and group sizes, the schedule.
+  RunConfig full_config() const {
+    auto config = options_.config();
+    config["trainer.epochs"] = std::to_string(options_.epochs());
+    config["trainer.schedule_per_step"] = options_.schedule_per_step() ? "true" : "false";
+    config["trainer.optimizer"] = c10::demangle(typeid(optimizer_).name());
+    std::string sizes;
+    for (const auto& group : optimizer_.param_groups()) {
+      sizes += (sizes.empty() ? "" : ",") + std::to_string(group.params().size());
+    }
+    config["trainer.optimizer_group_sizes"] = sizes;
+    if (const Schedule* schedule = schedule_.described()) {
+      config["trainer.schedule"] = schedule->description();
+    }
+    return config;
   }
 
   /// For error messages: which checkpoint a user can go back to.
@@ -456,49 +495,29 @@ class Trainer {
     std::abort();  // unreachable: TORCH_CHECK(false) throws
   }
 
-  /// The user's settings plus what the trainer itself needs unchanged for an exact resume: the
-  /// epochs (the schedule depends on them), the optimiser's type and group sizes, the schedule.
-  RunConfig full_config() const {
-    auto config = options.config();
-    config["trainer.epochs"] = std::to_string(options.epochs());
-    config["trainer.schedule_per_step"] = options.schedule_per_step() ? "true" : "false";
-    config["trainer.optimizer"] = c10::demangle(typeid(optimizer_).name());
-    std::string sizes;
-    for (const auto& group : optimizer_.param_groups()) {
-      sizes += (sizes.empty() ? "" : ",") + std::to_string(group.params().size());
-    }
-    config["trainer.optimizer_group_sizes"] = sizes;
-    if (const auto* cosine = dynamic_cast<const CosineSchedule*>(schedule_)) {
-      std::string fixed;
-      for (const auto g : cosine->options.fixed_groups()) {
-        fixed += (fixed.empty() ? "" : ",") + std::to_string(g);
-      }
-      config["trainer.schedule"] = "cosine total " + std::to_string(cosine->options.total()) +
-                                   " warmup " + std::to_string(cosine->options.warmup()) +
-                                   " fixed {" + fixed + "}";
-    }
-    return config;
+  bool checkpoint_due(int64_t epochs_done, const TrainState& state) const {
+    return epochs_done % options_.checkpoint_every() == 0 || epochs_done == options_.epochs() ||
+           state.stop;
   }
 
-  /// A `CosineSchedule` must span the run: `epochs` positions, or epochs x batches per epoch
-  /// when stepped per iteration; and start from position 0.
-  void check_schedule() {
-    const auto* cosine = dynamic_cast<const CosineSchedule*>(schedule_);
-    if (cosine == nullptr) return;
-    const int64_t expected = options.schedule_per_step()
-                                 ? options.epochs() * loader_.batches_per_epoch()
-                                 : options.epochs();
-    TORCH_CHECK(cosine->options.total() == expected, "simsiam::Trainer: the cosine schedule spans ",
-                cosine->options.total(), " positions but the run needs ", expected,
-                options.schedule_per_step() ? " (epochs x batches per epoch, stepped per iteration)"
-                                            : " (one per epoch)");
-    TORCH_CHECK(cosine->position() == 0, "simsiam::Trainer: the schedule was already stepped ",
-                cosine->position(), " times; give the trainer a fresh one");
+  std::string checkpoint_path() const {
+    return (std::filesystem::path(options_.run_dir()) / "checkpoint.pt").string();
+  }
+  /// Where `keep_checkpoints` keeps the checkpoint after `epochs_done` epochs: named after the
+  /// 0-based epoch just trained, as main_simsiam.py names its files.
+  std::string kept_checkpoint_path(int64_t epochs_done) const {
+    char name[48];
+    std::snprintf(name, sizeof name, "checkpoint_%04lld.pt",
+                  static_cast<long long>(epochs_done - 1));
+    return (std::filesystem::path(options_.run_dir()) / name).string();
+  }
+  /// The numbered copy of `checkpoint` (after `epochs_done` epochs), with `keep_checkpoints`.
+  void keep_copy(const std::string& checkpoint, int64_t epochs_done) const {
+    if (!options_.keep_checkpoints()) return;
+    detail::copy_file_atomically(checkpoint, kept_checkpoint_path(epochs_done), "simsiam::Trainer");
   }
 
   std::string write_checkpoint(int64_t epochs_done, const TrainState& state) {
-    const auto dir = std::filesystem::path(options.run_dir());
-    const std::string path = (dir / "checkpoint.pt").string();
     // A finite loss does not prove finite weights (an inf gradient without the scaler): never
     // replace the last good checkpoint with a broken one. Every rank checks (the replicas are
     // equal), so all of them stop here together.
@@ -509,88 +528,75 @@ class Trainer {
     }
     // Rank 0 writes for all; the others learn whether it could, rather than wait for it at the
     // next collective when it could not (disk full).
+    const std::string path = checkpoint_path();
     std::string failure;
-    if (is_main_rank()) {
+    if (replicas_.is_main()) {
       try {
-        save_checkpoint_files(path, epochs_done, state);
-      } catch (const c10::Error& e) {
-        if (world_size() == 1) throw;
-        failure = e.what_without_backtrace();
+        save_checkpoint(path, epochs_done, state);
+        keep_copy(path, epochs_done);
       } catch (const std::exception& e) {
-        if (world_size() == 1) throw;
-        failure = e.what();
+        if (replicas_.size() == 1) throw;
+        const auto* error = dynamic_cast<const c10::Error*>(&e);
+        failure = error != nullptr ? error->what_without_backtrace() : e.what();
       }
     }
-    if (world_size() > 1) {
-      std::vector<torch::Tensor> ok{torch::full({1}, failure.empty() ? 0.0 : 1.0, torch::kDouble)};
-      options.communicator()->all_reduce_sum(ok);
-      TORCH_CHECK(ok[0].template item<double>() == 0, "simsiam::Trainer: ",
-                  is_main_rank() ? failure
-                                 : "rank 0 could not write the checkpoint after epoch " +
-                                       std::to_string(epochs_done) + " (its error says why)");
-    }
+    TORCH_CHECK(!replicas_.any(!failure.empty()), "simsiam::Trainer: ",
+                replicas_.is_main() ? failure
+                                    : "rank 0 could not write the checkpoint after epoch " +
+                                          std::to_string(epochs_done) + " (its error says why)");
     last_checkpoint_ = path;
     last_checkpoint_epoch_ = epochs_done;
     return path;
   }
 
-  void save_checkpoint_files(const std::string& path, int64_t epochs_done,
-                             const TrainState& state) {
+  void save_checkpoint(const std::string& path, int64_t epochs_done, const TrainState& state) {
     CheckpointState checkpoint;
     checkpoint.epoch = epochs_done;
     checkpoint.step = state.global_step;
     checkpoint.schedule_steps = schedule_steps_;
     checkpoint.config = full_config();
     checkpoint.tensors["rng/cpu"] = generator_state(torch::kCPU);
-    if (options.device().is_cuda()) {
-      checkpoint.tensors["rng/cuda"] = generator_state(options.device());
+    if (options_.device().is_cuda()) {
+      checkpoint.tensors["rng/cuda"] = generator_state(options_.device());
     }
     checkpoint.tensors["grad_scaler"] = scaler_.state();
-    const auto bytes = detail::checkpoint_bytes(*model_, &optimizer_, checkpoint);
-    detail::write_file_atomically(bytes, path, "simsiam::Trainer");
-    if (options.keep_checkpoints()) {
-      detail::write_file_atomically(bytes, kept_checkpoint_path(epochs_done), "simsiam::Trainer");
-    }
-  }
-
-  /// Where `keep_checkpoints` keeps the checkpoint after `epochs_done` epochs.
-  std::string kept_checkpoint_path(int64_t epochs_done) const {
-    return (std::filesystem::path(options.run_dir()) / detail::checkpoint_name(epochs_done - 1))
-        .string();
+    detail::write_file_atomically(detail::checkpoint_bytes(*model_, &optimizer_, checkpoint), path,
+                                  "simsiam::Trainer");
   }
 
   void resume(TrainState& state) {
     const auto config = full_config();
     const auto checkpoint =
-        load_checkpoint(options.resume(), *model_, &optimizer_, &config, options.device());
-    TORCH_CHECK(checkpoint.epoch <= options.epochs(), "simsiam::Trainer: '", options.resume(),
-                "' is at epoch ", checkpoint.epoch, ", past the run's ", options.epochs());
+        load_checkpoint(options_.resume(), *model_, &optimizer_, &config, options_.device());
+    TORCH_CHECK(checkpoint.epoch <= options_.epochs(), "simsiam::Trainer: '", options_.resume(),
+                "' is at epoch ", checkpoint.epoch, ", past the run's ", options_.epochs());
     state.start_epoch = checkpoint.epoch;
     state.epoch = checkpoint.epoch;
     state.global_step = checkpoint.step;
-    if (schedule_ != nullptr) {
+    if (schedule_) {
       for (int64_t i = 0; i < checkpoint.schedule_steps; ++i) step_schedule();
     }
+    restore_generators_and_scaler(checkpoint);
+    // A run killed between writing checkpoint.pt and copying it to its numbered name gets the
+    // copy now.
+    if (replicas_.is_main() && !options_.run_dir().empty() && checkpoint.epoch > 0 &&
+        !std::filesystem::exists(kept_checkpoint_path(checkpoint.epoch))) {
+      keep_copy(options_.resume(), checkpoint.epoch);
+    }
+    last_checkpoint_ = options_.resume();
+    last_checkpoint_epoch_ = checkpoint.epoch;
+  }
+
+  void restore_generators_and_scaler(const CheckpointState& checkpoint) {
     const auto find = [&](const char* name) {
       const auto it = checkpoint.tensors.find(name);
       return it == checkpoint.tensors.end() ? torch::Tensor() : it->second;
     };
-    if (const auto cpu = find("rng/cpu"); cpu.defined()) {
-      set_generator_state(torch::kCPU, cpu);
-    }
-    if (const auto cuda = find("rng/cuda"); cuda.defined() && options.device().is_cuda()) {
-      set_generator_state(options.device(), cuda);
+    if (const auto cpu = find("rng/cpu"); cpu.defined()) set_generator_state(torch::kCPU, cpu);
+    if (const auto cuda = find("rng/cuda"); cuda.defined() && options_.device().is_cuda()) {
+      set_generator_state(options_.device(), cuda);
     }
     if (const auto scaler = find("grad_scaler"); scaler.defined()) scaler_.load_state(scaler);
-    // A run killed between writing checkpoint.pt and copying it to its numbered name gets the
-    // copy now.
-    if (options.keep_checkpoints() && is_main_rank() && !options.run_dir().empty() &&
-        checkpoint.epoch > 0 && !std::filesystem::exists(kept_checkpoint_path(checkpoint.epoch))) {
-      detail::copy_file_atomically(options.resume(), kept_checkpoint_path(checkpoint.epoch),
-                                   "simsiam::Trainer");
-    }
-    last_checkpoint_ = options.resume();
-    last_checkpoint_epoch_ = checkpoint.epoch;
   }
 
   /// The state of LibTorch's default generator of a device, under its lock as Python's
@@ -613,15 +619,16 @@ class Trainer {
     }
   }
 
+  const TrainerOptions options_;
   Model model_;
   Loader& loader_;
   Optimizer& optimizer_;
-  torch::optim::LRScheduler* schedule_;
+  ScheduleRef schedule_;
   Loss loss_;
+  distributed::Replicas replicas_;
   GradScaler scaler_;
   std::shared_ptr<CollapseMonitor> collapse_;
-  std::vector<std::shared_ptr<Hook>> hooks_;
-  distributed::DataParallel* parallel_ = nullptr;  // during fit, with several ranks
+  Hooks hooks_;
   int64_t schedule_steps_ = 0;
   std::string last_checkpoint_;
   int64_t last_checkpoint_epoch_ = 0;
