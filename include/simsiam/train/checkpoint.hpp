@@ -353,6 +353,111 @@ inline std::string verify_checkpoint(const std::string& path) {
   return detail::checkpoint_damage(bytes);
 }
 
+namespace detail {
+
+inline constexpr const char* kLoadWhere = "simsiam::load_checkpoint";
+
+/// The archive of the checkpoint at `path`, its checksum and format checked; tensors mapped to
+/// `device` when given. A format-1 file is accepted only when no optimiser state is wanted.
+inline torch::serialize::InputArchive open_checkpoint(const std::string& path,
+                                                      std::optional<torch::Device> device,
+                                                      bool with_optimizer) {
+  TORCH_CHECK(std::filesystem::is_regular_file(path), kLoadWhere, ": no checkpoint file '", path,
+              "'");
+  const auto bytes = read_file_bytes(path, kLoadWhere);
+  const bool bare = bytes.compare(0, 2, "PK") == 0;  // format 1: a LibTorch zip archive
+  size_t offset = 0;
+  if (!bare) {
+    TORCH_CHECK(bytes.compare(0, 16, kCheckpointMagic) == 0, kLoadWhere, ": '", path,
+                "' is not a SimSiam++ checkpoint");
+    const auto damage = checkpoint_damage(bytes);
+    TORCH_CHECK(damage.empty(), kLoadWhere, ": '", path, "' is damaged: ", damage);
+    offset = kCheckpointHeaderBytes;
+  }
+  torch::serialize::InputArchive archive;
+  c10::IValue format;
+  try {
+    c10::optional<torch::Device> map_location;
+    if (device) map_location = *device;
+    archive.load_from(bytes.data() + offset, bytes.size() - offset, map_location);
+    archive.read("format", format);
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, kLoadWhere, ": '", path,
+                "' is not a readable SimSiam++ checkpoint (truncated or corrupt?): ",
+                e.what_without_backtrace());
+  } catch (const std::exception& e) {
+    TORCH_CHECK(false, kLoadWhere, ": '", path, "' is not a SimSiam++ checkpoint: ", e.what());
+  }
+  TORCH_CHECK(format.isString(), kLoadWhere, ": '", path, "' is not a SimSiam++ checkpoint");
+  const bool first_version = format.toStringRef() == kCheckpointFormatV1;
+  TORCH_CHECK(first_version || format.toStringRef() == kCheckpointFormat, kLoadWhere, ": '", path,
+              "' is not a SimSiam++ checkpoint of a known format (expected '", kCheckpointFormat,
+              "', found '", format.toStringRef(), "')");
+  TORCH_CHECK(!first_version || !with_optimizer, kLoadWhere, ": '", path,
+              "' was written by SimSiam++ 0.1 (format 1), whose optimiser state LibTorch keyed "
+              "by memory addresses that cannot be mapped back reliably (LibTorch 2.x misreads "
+              "them); resume it with SimSiam++ 0.1 on the LibTorch that wrote it, or start a new "
+              "run from its weights: load_checkpoint(path, model, /*optimizer=*/nullptr) reads "
+              "them");
+  return archive;
+}
+
+/// Fails unless the checkpoint's parameters and buffers (names, shapes, dtypes) are `model`'s.
+inline void check_signature(torch::serialize::InputArchive& archive, torch::nn::Module& model,
+                            const std::string& path) {
+  const auto saved = read_strings(archive, "signature");
+  const auto current = module_signature(model);
+  for (size_t i = 0; i < std::max(saved.size(), current.size()); ++i) {
+    const std::string was = i < saved.size() ? saved[i] : "(nothing)";
+    const std::string is = i < current.size() ? current[i] : "(nothing)";
+    TORCH_CHECK(was == is, kLoadWhere, ": '", path, "' was written for another model: its entry ",
+                i, " is '", was, "' where this model has '", is, "'");
+  }
+}
+
+/// The run configuration in the checkpoint; fails, listing every difference, unless it equals
+/// `expected` (when given).
+inline RunConfig read_config(torch::serialize::InputArchive& archive, const RunConfig* expected,
+                             const std::string& path) {
+  RunConfig config;
+  const auto keys = read_strings(archive, "config/keys");
+  const auto values = read_strings(archive, "config/values");
+  for (size_t i = 0; i < keys.size() && i < values.size(); ++i) config[keys[i]] = values[i];
+  if (expected == nullptr) return config;
+  const auto lookup = [](const RunConfig& in, const std::string& key) {
+    const auto it = in.find(key);
+    return it == in.end() ? std::string("(unset)") : it->second;
+  };
+  RunConfig all = config;
+  all.insert(expected->begin(), expected->end());
+  std::ostringstream differences;
+  for (const auto& item : all) {
+    const auto was = lookup(config, item.first), is = lookup(*expected, item.first);
+    if (was != is) differences << " " << item.first << "=" << was << " (now " << is << ")";
+  }
+  TORCH_CHECK(differences.str().empty(), kLoadWhere, ": '", path,
+              "' was written with another configuration:", differences.str());
+  return config;
+}
+
+/// The checkpoint's optimiser state into `optimizer`, or an error saying why it does not fit.
+inline void load_optimizer(torch::serialize::InputArchive& archive,
+                           torch::optim::Optimizer& optimizer, const std::string& path) {
+  torch::serialize::InputArchive optimizer_archive;
+  TORCH_CHECK(archive.try_read("optimizer", optimizer_archive), kLoadWhere, ": '", path,
+              "' holds no optimiser state");
+  try {
+    read_optimizer(optimizer_archive, optimizer, path);
+  } catch (const c10::Error& e) {
+    const std::string message = e.what_without_backtrace();
+    TORCH_CHECK(message.rfind(kLoadWhere, 0) != 0, message);
+    TORCH_CHECK(false, kLoadWhere, ": the optimiser state in '", path,
+                "' does not fit this optimiser: ", message);
+  }
+}
+
+}  // namespace detail
+
 /// Reads a checkpoint written by `save_checkpoint` into `model` and `optimizer` (may be null)
 /// and returns the rest. Refuses, naming the reason, a damaged file (checksum), one whose
 /// parameters and buffers (names, shapes, dtypes) differ from `model`'s, whose configuration
@@ -364,72 +469,10 @@ inline CheckpointState load_checkpoint(const std::string& path, torch::nn::Modul
                                        torch::optim::Optimizer* optimizer,
                                        const RunConfig* expected_config = nullptr,
                                        std::optional<torch::Device> device = std::nullopt) {
-  constexpr const char* kWhere = "simsiam::load_checkpoint";
-  TORCH_CHECK(std::filesystem::is_regular_file(path), kWhere, ": no checkpoint file '", path, "'");
-  const auto bytes = detail::read_file_bytes(path, kWhere);
-  const bool bare = bytes.compare(0, 2, "PK") == 0;  // format 1: a LibTorch zip archive
-  size_t offset = 0;
-  if (!bare) {
-    TORCH_CHECK(bytes.compare(0, 16, detail::kCheckpointMagic) == 0, kWhere, ": '", path,
-                "' is not a SimSiam++ checkpoint");
-    const auto damage = detail::checkpoint_damage(bytes);
-    TORCH_CHECK(damage.empty(), kWhere, ": '", path, "' is damaged: ", damage);
-    offset = detail::kCheckpointHeaderBytes;
-  }
-  torch::serialize::InputArchive archive;
-  c10::IValue format;
-  try {
-    c10::optional<torch::Device> map_location;
-    if (device) map_location = *device;
-    archive.load_from(bytes.data() + offset, bytes.size() - offset, map_location);
-    archive.read("format", format);
-  } catch (const c10::Error& e) {
-    TORCH_CHECK(false, kWhere, ": '", path,
-                "' is not a readable SimSiam++ checkpoint (truncated or corrupt?): ",
-                e.what_without_backtrace());
-  } catch (const std::exception& e) {
-    TORCH_CHECK(false, kWhere, ": '", path, "' is not a SimSiam++ checkpoint: ", e.what());
-  }
-  TORCH_CHECK(format.isString(), kWhere, ": '", path, "' is not a SimSiam++ checkpoint");
-  const bool first_version = format.toStringRef() == detail::kCheckpointFormatV1;
-  TORCH_CHECK(first_version || format.toStringRef() == detail::kCheckpointFormat, kWhere, ": '",
-              path, "' is not a SimSiam++ checkpoint of a known format (expected '",
-              detail::kCheckpointFormat, "', found '", format.toStringRef(), "')");
-  TORCH_CHECK(!first_version || optimizer == nullptr, kWhere, ": '", path,
-              "' was written by SimSiam++ 0.1 (format 1), whose optimiser state LibTorch keyed "
-              "by memory addresses that cannot be mapped back reliably (LibTorch 2.x misreads "
-              "them); resume it with SimSiam++ 0.1 on the LibTorch that wrote it, or start a new "
-              "run from its weights: load_checkpoint(path, model, /*optimizer=*/nullptr) reads "
-              "them");
-
-  const auto saved = detail::read_strings(archive, "signature");
-  const auto current = detail::module_signature(model);
-  for (size_t i = 0; i < std::max(saved.size(), current.size()); ++i) {
-    const std::string was = i < saved.size() ? saved[i] : "(nothing)";
-    const std::string is = i < current.size() ? current[i] : "(nothing)";
-    TORCH_CHECK(was == is, kWhere, ": '", path, "' was written for another model: its entry ", i,
-                " is '", was, "' where this model has '", is, "'");
-  }
-
+  auto archive = detail::open_checkpoint(path, device, optimizer != nullptr);
+  detail::check_signature(archive, model, path);
   CheckpointState state;
-  const auto keys = detail::read_strings(archive, "config/keys");
-  const auto values = detail::read_strings(archive, "config/values");
-  for (size_t i = 0; i < keys.size() && i < values.size(); ++i) state.config[keys[i]] = values[i];
-  if (expected_config != nullptr) {
-    std::ostringstream differences;
-    auto lookup = [](const RunConfig& config, const std::string& key) {
-      const auto it = config.find(key);
-      return it == config.end() ? std::string("(unset)") : it->second;
-    };
-    RunConfig all = state.config;
-    all.insert(expected_config->begin(), expected_config->end());
-    for (const auto& item : all) {
-      const auto was = lookup(state.config, item.first), is = lookup(*expected_config, item.first);
-      if (was != is) differences << " " << item.first << "=" << was << " (now " << is << ")";
-    }
-    TORCH_CHECK(differences.str().empty(), kWhere, ": '", path,
-                "' was written with another configuration:", differences.str());
-  }
+  state.config = detail::read_config(archive, expected_config, path);
   state.epoch = detail::read_int(archive, "epoch");
   state.step = detail::read_int(archive, "step");
   state.schedule_steps = detail::read_int(archive, "schedule_steps");
@@ -438,19 +481,7 @@ inline CheckpointState load_checkpoint(const std::string& path, torch::nn::Modul
     archive.read("tensors/" + name, tensor, /*is_buffer=*/true);
     state.tensors[name] = tensor;
   }
-  if (optimizer != nullptr) {
-    torch::serialize::InputArchive optimizer_archive;
-    TORCH_CHECK(archive.try_read("optimizer", optimizer_archive), kWhere, ": '", path,
-                "' holds no optimiser state");
-    try {
-      detail::read_optimizer(optimizer_archive, *optimizer, path);
-    } catch (const c10::Error& e) {
-      const std::string message = e.what_without_backtrace();
-      TORCH_CHECK(message.rfind(kWhere, 0) != 0, message);
-      TORCH_CHECK(false, kWhere, ": the optimiser state in '", path,
-                  "' does not fit this optimiser: ", message);
-    }
-  }
+  if (optimizer != nullptr) detail::load_optimizer(archive, *optimizer, path);
   torch::serialize::InputArchive model_archive;
   archive.read("model", model_archive);
   model.load(model_archive);
