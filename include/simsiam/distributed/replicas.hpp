@@ -72,12 +72,7 @@ class Replicas {
   /// The mean of `value` over the ranks.
   double mean(double value) const { return all_reduce_mean(communicator_, value); }
   /// Whether `flag` holds on some rank.
-  bool any(bool flag) const {
-    if (size() == 1) return flag;
-    std::vector<torch::Tensor> sum{torch::full({1}, flag ? 1.0 : 0.0, torch::kDouble)};
-    communicator_->all_reduce_sum(sum);
-    return sum[0].item<double>() > 0;
-  }
+  bool any(bool flag) const { return mean(flag ? 1.0 : 0.0) > 0; }
   /// One exchange before a step: whether each rank has a batch (a loader that skips bad images
   /// may run short) and whether some rank asked to stop. Every rank then takes the same branch,
   /// and the collectives stay paired.

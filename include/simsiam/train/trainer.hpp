@@ -293,7 +293,8 @@ class Trainer {
     return {std::move(x1), std::move(x2)};
   }
 
-  /// Wall time of an epoch and the part spent waiting for the loader.
+  /// An epoch's running totals: its start, the time spent waiting for the loader, the loss sum
+  /// and the images seen.
   struct EpochTimer {
     Clock::time_point start = Clock::now();
     double waited = 0.0;
