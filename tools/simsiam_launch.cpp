@@ -53,6 +53,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -471,9 +472,9 @@ std::vector<int> open_logs(const Options& options) {
   return fds;
 }
 
-/// The launcher's main: parses the options, starts the ranks, returns the exit status.
-int launch(int argc, char** argv) {
-  Options options;
+/// Parses the command line into `options`; an exit status when the launcher should stop there
+/// (help shown: 0; a usage error, printed: kUsageError).
+std::optional<int> parse_command_line(int argc, char** argv, Options& options) {
   CLI::App app{
       "Starts the ranks of a distributed SimSiam run with torchrun's environment "
       "variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, ...), and stops them all "
@@ -521,7 +522,13 @@ int launch(int argc, char** argv) {
     std::fprintf(stderr, "simsiam_launch: %s\n", error.c_str());
     return kUsageError;
   }
+  return std::nullopt;
+}
 
+/// The launcher's main: parses the options, starts the ranks, returns the exit status.
+int launch(int argc, char** argv) {
+  Options options;
+  if (const auto status = parse_command_line(argc, argv, options)) return *status;
   std::vector<int> log_fds;
   if (!options.log_dir.empty()) {
     log_fds = open_logs(options);

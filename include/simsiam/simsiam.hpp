@@ -15,7 +15,7 @@
 #include "simsiam/files.hpp"
 #include "simsiam/heads/predictor.hpp"
 #include "simsiam/heads/projector.hpp"
-#include "simsiam/loss/similarity.hpp"
+#include "simsiam/loss/distance.hpp"
 #include "simsiam/loss/symmetric_loss.hpp"
 #include "simsiam/model/simsiam.hpp"
 #include "simsiam/optim/cosine_schedule.hpp"

@@ -158,6 +158,28 @@ TEST_CASE("same seed, same views, and images in a batch get their own parameters
   CHECK(torch::equal(v2, w2));
 }
 
+TEST_CASE("the ImageNet preset holds the official recipe's parameters", "[augment]") {
+  // main_simsiam.py: RandomResizedCrop(224, scale=(0.2, 1.)), RandomApply([ColorJitter(0.4, 0.4,
+  // 0.4, 0.1)], p=0.8), RandomGrayscale(p=0.2), RandomApply([GaussianBlur([.1, 2.])], p=0.5),
+  // RandomHorizontalFlip(), Normalize(ImageNet mean, std).
+  const auto preset = A::simsiam_imagenet();
+  const auto& [crop, jitter, gray, blur, flip, normalize] = preset.transforms();
+  CHECK(crop.options().size() == 224);
+  CHECK(crop.options().scale() == A::Range{0.2, 1.0});
+  CHECK(crop.options().ratio() == A::Range{3.0 / 4.0, 4.0 / 3.0});
+  CHECK(jitter.p() == 0.8);
+  CHECK(jitter.transform().options().brightness() == 0.4);
+  CHECK(jitter.transform().options().contrast() == 0.4);
+  CHECK(jitter.transform().options().saturation() == 0.4);
+  CHECK(jitter.transform().options().hue() == 0.1);
+  CHECK(gray.options().p() == 0.2);
+  CHECK(blur.p() == 0.5);
+  CHECK(blur.transform().options().sigma() == A::Range{0.1, 2.0});
+  CHECK(flip.options().p() == 0.5);
+  CHECK(normalize.options().mean() == std::vector<double>{0.485, 0.456, 0.406});
+  CHECK(normalize.options().std() == std::vector<double>{0.229, 0.224, 0.225});
+}
+
 TEST_CASE("presets produce normalised float batches of the requested size", "[augment]") {
   auto gen = generator(9);
   const auto imagenet =
@@ -178,8 +200,10 @@ TEST_CASE("presets produce normalised float batches of the requested size", "[au
   const auto u8 = torch::randint(0, 256, {3, 3, 40, 44}, torch::kUInt8);
   auto g1 = generator(13), g2 = generator(13);
   const auto as_float = A::simsiam_cifar(16)(u8, g1);
-  auto doubled = A::simsiam_cifar(16);
-  std::get<0>(doubled.transforms).dtype = torch::kDouble;
+  const auto [crop, rest] = A::split_crop(A::simsiam_cifar(16));
+  const A::Compose doubled(
+      A::RandomResizedCrop(A::RandomResizedCropOptions(crop.options()).dtype(torch::kDouble)),
+      rest);
   const auto as_double = doubled(u8, g2);
   CHECK(as_double.scalar_type() == torch::kDouble);
   CHECK_TENSOR_NEAR(as_float, as_double, 1e-4);
@@ -199,6 +223,13 @@ TEST_CASE("bad augmentation options fail at construction", "[augment][errors]") 
   CHECK_THROWS_WITH(A::ColorJitter(0.4, 0.4, 0.4, 0.6),
                     Contains("expected hue in [0, 0.5], got 0.6"));
   CHECK_THROWS_WITH(A::GaussianBlur({2.0, 0.1}), Contains("expected sigma (low, high)"));
+  CHECK_THROWS_WITH(A::GaussianBlur(A::GaussianBlurOptions().kernel_size(4)),
+                    Contains("expected an odd kernel size (or 0 for 10% of the image), got 4"));
+  CHECK_THROWS_WITH(A::RandomResizedCrop(A::RandomResizedCropOptions(32).ratio({2.0, 1.0})),
+                    Contains("expected ratio (low, high)"));
+  CHECK_THROWS_WITH(A::Normalize({0.5, 0.5}, {0.2}),
+                    Contains("expected as many stds as means (at least one), got 2 means and 1"));
+  CHECK_THROWS_WITH(A::Normalize({0.5}, {0.0}), Contains("expected positive stds, got 0"));
   auto gen = generator(0);
   CHECK_THROWS_WITH(A::RandomResizedCrop(8)(torch::rand({2, 4, 8, 8}), gen),
                     Contains("expected images [B, C, H, W] with C = 1 or 3, got [2, 4, 8, 8]"));

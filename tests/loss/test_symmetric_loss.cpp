@@ -71,20 +71,28 @@ TEST_CASE("asymmetric form is D(p1, stopgrad(z2)) and ignores p2, z1", "[loss]")
 
 TEST_CASE("asymmetric x2 averages the asymmetric loss of two pairs", "[loss]") {
   auto in = fixture_inputs();
-  const auto options = simsiam::SymmetricLossOptions().form(simsiam::LossForm::kAsymmetricX2);
-  const auto x2 = simsiam::functional::symmetric_loss(in.p1, in.p2, in.z1, in.z2, options);
+  const auto x2 = simsiam::functional::asymmetric_x2_loss(in.p1, in.z2, in.p2, in.z1);
   const auto by_hand = 0.5 * (simsiam::functional::asymmetric_loss(in.p1, in.z2) +
                               simsiam::functional::asymmetric_loss(in.p2, in.z1));
   CHECK(x2.item<double>() == Approx(by_hand.item<double>()).margin(1e-12));
+  // Each pair's target is detached: the gradient reaches the predictions only.
+  x2.backward();
+  CHECK(in.p1.grad().defined());
+  CHECK(in.p2.grad().defined());
+  CHECK_FALSE(in.z1.grad().defined());
+  CHECK_FALSE(in.z2.grad().defined());
+  CHECK_THROWS_WITH(
+      simsiam::functional::asymmetric_x2_loss(in.p1, in.z2, in.p2.narrow(0, 0, 2), in.z1),
+      Contains("simsiam::asymmetric_x2_loss: expected p_b and z_b to have the same shape"));
 }
 
-TEST_CASE("cross-entropy similarity equals the paper's variant", "[loss]") {
+TEST_CASE("softmax cross-entropy equals the paper's variant", "[loss]") {
   auto in = fixture_inputs();
   check_case("cross_entropy_symmetric", in,
              simsiam::functional::symmetric_loss(in.p1, in.p2, in.z1, in.z2, {},
-                                                 simsiam::CrossEntropySimilarity{}));
+                                                 simsiam::SoftmaxCrossEntropy{}));
   auto again = fixture_inputs();
-  simsiam::SymmetricLoss<simsiam::CrossEntropySimilarity> loss(
+  simsiam::SymmetricLoss<simsiam::SoftmaxCrossEntropy> loss(
       simsiam::SymmetricLossOptions().stop_gradient(false));
   check_case("cross_entropy_no_stop_gradient", again, loss(again.p1, again.p2, again.z1, again.z2));
 }

@@ -50,36 +50,58 @@ inline void check_range(const char* where, const char* what, std::pair<double, d
 
 }  // namespace detail
 
+/// (low, high) bounds of a uniformly drawn parameter.
+using Range = std::pair<double, double>;
+
+/// Options of `RandomResizedCrop`; the defaults are torchvision's.
+struct RandomResizedCropOptions {
+  /* implicit */ RandomResizedCropOptions(int64_t size) : size_(size) {}  // NOLINT
+
+  /// Side of the square output.
+  TORCH_ARG(int64_t, size);
+  /// Range of the crop's area as a fraction of the image's.
+  TORCH_ARG(Range, scale) = Range{0.08, 1.0};
+  /// Range of the crop's aspect ratio (width / height), drawn log-uniformly.
+  TORCH_ARG(Range, ratio) = Range{3.0 / 4.0, 4.0 / 3.0};
+  /// Floating-point type of the output (and so of the rest of a pipeline): float32 by default,
+  /// e.g. half on CUDA. The fused CPU loops serve float32; other types take the tensor path.
+  TORCH_ARG(torch::ScalarType, dtype) = torch::kFloat;
+
+ public:
+  /// Fails with a message naming the first bad setting.
+  void check() const {
+    constexpr const char* kWhere = "simsiam::augment::RandomResizedCrop";
+    TORCH_CHECK(size() > 0, kWhere, ": expected size > 0, got ", size());
+    TORCH_CHECK(c10::isFloatingType(dtype()), kWhere,
+                ": expected a floating-point output dtype, got ", dtype());
+    detail::check_range(kWhere, "scale", scale(), 0.0);
+    TORCH_CHECK(scale().second > 0.0, kWhere, ": expected scale high > 0");
+    detail::check_range(kWhere, "ratio", ratio(), 1e-12);
+  }
+};
+
 /// torchvision's RandomResizedCrop: area fraction ~ U(scale), log aspect ratio ~ U(log ratio),
 /// 10 tries per image, else a centre crop clamped to the ratio range; then a bilinear resize to
 /// size x size. Takes uint8 or float [B, C, H, W] (or a list of images of different sizes) and
 /// returns [B, C, size, size] in [0, 1] as `dtype` (float32 by default).
-struct RandomResizedCrop {
-  int64_t size;
-  std::pair<double, double> scale{0.08, 1.0};
-  std::pair<double, double> ratio{3.0 / 4.0, 4.0 / 3.0};
-  /// Floating-point type of the output (and so of the rest of a pipeline): float32 by default,
-  /// e.g. half on CUDA. The fused CPU loops serve float32; other types take the tensor path.
-  torch::ScalarType dtype = torch::kFloat;
+class RandomResizedCrop {
+ public:
+  explicit RandomResizedCrop(const RandomResizedCropOptions& options)
+      : options_((options.check(), options)) {}
+  /// torchvision's argument order.
+  explicit RandomResizedCrop(int64_t size, Range scale = {0.08, 1.0},
+                             Range ratio = {3.0 / 4.0, 4.0 / 3.0},
+                             torch::ScalarType dtype = torch::kFloat)
+      : RandomResizedCrop(RandomResizedCropOptions(size).scale(scale).ratio(ratio).dtype(dtype)) {}
 
-  RandomResizedCrop(int64_t size, std::pair<double, double> scale = {0.08, 1.0},
-                    std::pair<double, double> ratio = {3.0 / 4.0, 4.0 / 3.0},
-                    torch::ScalarType dtype = torch::kFloat)
-      : size(size), scale(scale), ratio(ratio), dtype(dtype) {
-    constexpr const char* kWhere = "simsiam::augment::RandomResizedCrop";
-    TORCH_CHECK(size > 0, kWhere, ": expected size > 0, got ", size);
-    TORCH_CHECK(c10::isFloatingType(dtype), kWhere,
-                ": expected a floating-point output dtype, got ", dtype);
-    detail::check_range(kWhere, "scale", scale, 0.0);
-    TORCH_CHECK(scale.second > 0.0, kWhere, ": expected scale high > 0");
-    detail::check_range(kWhere, "ratio", ratio, 1e-12);
-  }
+  const RandomResizedCropOptions& options() const { return options_; }
 
   /// Boxes (top, left, height, width) for `n` images of height x width, int64 [n, 4] on the CPU.
   torch::Tensor sample_boxes(int64_t n, int64_t height, int64_t width,
                              torch::Generator& generator) const {
     constexpr int64_t kTries = 10;
     const double area = static_cast<double>(height * width);
+    const auto [scale, ratio] = std::pair(options_.scale(), options_.ratio());
     const auto target =
         area * (torch::rand({n, kTries}, generator, torch::kDouble) * (scale.second - scale.first) +
                 scale.first);
@@ -134,7 +156,7 @@ struct RandomResizedCrop {
         "got ",
         simsiam::detail::shape_string(images));
     const auto boxes = sample_boxes(images.size(0), images.size(2), images.size(3), generator);
-    return functional::resized_crop(images, boxes, size, dtype);
+    return functional::resized_crop(images, boxes, options_.size(), options_.dtype());
   }
 
   /// Images of different sizes (e.g. decoded JPEGs), each [C, H_i, W_i]: one fixed-size batch.
@@ -152,23 +174,50 @@ struct RandomResizedCrop {
     }
     return crops.size() == 1 ? crops.front() : torch::cat(crops);
   }
+
+ private:
+  RandomResizedCropOptions options_;
+};
+
+/// Options of `ColorJitter`: the strength of each operation, 0 to leave it out.
+struct ColorJitterOptions {
+  ColorJitterOptions() = default;
+  /// torchvision's argument order.
+  ColorJitterOptions(double brightness, double contrast, double saturation, double hue)
+      : brightness_(brightness), contrast_(contrast), saturation_(saturation), hue_(hue) {}
+
+  /// Brightness factor ~ U[max(0, 1 - v), 1 + v].
+  TORCH_ARG(double, brightness) = 0.0;
+  /// Contrast factor ~ U[max(0, 1 - v), 1 + v].
+  TORCH_ARG(double, contrast) = 0.0;
+  /// Saturation factor ~ U[max(0, 1 - v), 1 + v].
+  TORCH_ARG(double, saturation) = 0.0;
+  /// Hue shift ~ U[-v, v], v in [0, 0.5].
+  TORCH_ARG(double, hue) = 0.0;
+
+ public:
+  /// Fails with a message naming the first bad setting.
+  void check() const {
+    TORCH_CHECK(brightness() >= 0 && contrast() >= 0 && saturation() >= 0,
+                "simsiam::augment::ColorJitter: "
+                "expected non-negative brightness, contrast and saturation, got ",
+                brightness(), ", ", contrast(), ", ", saturation());
+    TORCH_CHECK(hue() >= 0 && hue() <= 0.5,
+                "simsiam::augment::ColorJitter: expected hue in [0, 0.5], got ", hue());
+  }
 };
 
 /// torchvision's ColorJitter: brightness, contrast, saturation factors ~ U[max(0, 1 - v), 1 + v],
 /// hue shift ~ U[-h, h], applied in a random order drawn per image. A zero strength skips that
 /// operation (and draws nothing for it).
-struct ColorJitter {
-  double brightness = 0.0, contrast = 0.0, saturation = 0.0, hue = 0.0;
-
+class ColorJitter {
+ public:
+  explicit ColorJitter(const ColorJitterOptions& options) : options_((options.check(), options)) {}
+  /// torchvision's argument order.
   ColorJitter(double brightness, double contrast, double saturation, double hue)
-      : brightness(brightness), contrast(contrast), saturation(saturation), hue(hue) {
-    TORCH_CHECK(brightness >= 0 && contrast >= 0 && saturation >= 0,
-                "simsiam::augment::ColorJitter: "
-                "expected non-negative brightness, contrast and saturation, got ",
-                brightness, ", ", contrast, ", ", saturation);
-    TORCH_CHECK(hue >= 0 && hue <= 0.5,
-                "simsiam::augment::ColorJitter: expected hue in [0, 0.5], got ", hue);
-  }
+      : ColorJitter(ColorJitterOptions(brightness, contrast, saturation, hue)) {}
+
+  const ColorJitterOptions& options() const { return options_; }
 
   torch::Tensor operator()(const torch::Tensor& images, torch::Generator& generator) const {
     functional::detail::check_images("simsiam::augment::ColorJitter", images);
@@ -178,9 +227,11 @@ struct ColorJitter {
     const auto factor = [&](double v) {
       return detail::uniform(n, std::max(0.0, 1.0 - v), 1.0 + v, generator);
     };
-    const torch::Tensor factors[4] = {factor(brightness), factor(contrast), factor(saturation),
-                                      detail::uniform(n, -hue, hue, generator)};
-    const double strengths[4] = {brightness, contrast, saturation, hue};
+    const double strengths[4] = {options_.brightness(), options_.contrast(), options_.saturation(),
+                                 options_.hue()};
+    const torch::Tensor factors[4] = {factor(strengths[0]), factor(strengths[1]),
+                                      factor(strengths[2]),
+                                      detail::uniform(n, -strengths[3], strengths[3], generator)};
     if (functional::detail::cpu_float(images)) return apply_cpu(images, order, factors, strengths);
     auto out = images.clone();
     for (int64_t position = 0; position < 4; ++position) {
@@ -213,6 +264,8 @@ struct ColorJitter {
   }
 
  private:
+  ColorJitterOptions options_;
+
   /// Each image through its four operations in its order, in place and in cache (CPU float32).
   static torch::Tensor apply_cpu(const torch::Tensor& images, const torch::Tensor& order,
                                  const torch::Tensor (&factors)[4], const double (&strengths)[4]) {
@@ -236,17 +289,28 @@ struct ColorJitter {
   }
 };
 
-/// torchvision's RandomGrayscale: each image becomes its luma (in all channels) with probability p.
-struct RandomGrayscale {
-  double p = 0.1;
+/// Options of `RandomGrayscale`.
+struct RandomGrayscaleOptions {
+  /* implicit */ RandomGrayscaleOptions(double p = 0.1) : p_(p) {}  // NOLINT
 
-  explicit RandomGrayscale(double p = 0.1) : p(p) {
-    detail::check_probability("simsiam::augment::RandomGrayscale", p);
-  }
+  /// Probability that an image is made grey.
+  TORCH_ARG(double, p);
+
+ public:
+  void check() const { detail::check_probability("simsiam::augment::RandomGrayscale", p()); }
+};
+
+/// torchvision's RandomGrayscale: each image becomes its luma (in all channels) with probability p.
+class RandomGrayscale {
+ public:
+  explicit RandomGrayscale(const RandomGrayscaleOptions& options = {})
+      : options_((options.check(), options)) {}
+
+  const RandomGrayscaleOptions& options() const { return options_; }
 
   torch::Tensor operator()(const torch::Tensor& images, torch::Generator& generator) const {
     functional::detail::check_images("simsiam::augment::RandomGrayscale", images);
-    const auto coins = detail::coin(images.size(0), p, generator);
+    const auto coins = detail::coin(images.size(0), options_.p(), generator);
     if (functional::detail::cpu_float(images)) {
       if (images.size(1) == 1) return images;
       const auto flags = coins.contiguous();
@@ -260,93 +324,161 @@ struct RandomGrayscale {
     const auto gray = functional::rgb_to_grayscale(images, images.size(1));
     return torch::where(chosen.view({-1, 1, 1, 1}), gray, images);
   }
+
+ private:
+  RandomGrayscaleOptions options_;
+};
+
+/// Options of `GaussianBlur`; the defaults are SimSiam's (MoCo v2's).
+struct GaussianBlurOptions {
+  /// Range of the per-image standard deviation.
+  TORCH_ARG(Range, sigma) = Range{0.1, 2.0};
+  /// Odd kernel side, or 0 for the odd number nearest 10% of the image side.
+  TORCH_ARG(int64_t, kernel_size) = 0;
+
+ public:
+  /// Fails with a message naming the first bad setting.
+  void check() const {
+    detail::check_range("simsiam::augment::GaussianBlur", "sigma", sigma(), 1e-12);
+    TORCH_CHECK(kernel_size() == 0 || (kernel_size() > 0 && kernel_size() % 2 == 1),
+                "simsiam::augment::GaussianBlur: expected an odd kernel size (or 0 for 10% of the "
+                "image), got ",
+                kernel_size());
+  }
 };
 
 /// Gaussian blur with sigma ~ U[sigma_min, sigma_max] per image (SimSiam/MoCo v2: [0.1, 2.0]).
 /// The kernel size is `kernel_size`, or when 0 the odd number nearest 10% of the image side (23
 /// at 224), the rule of SimCLR/BYOL's tensor implementations. The official code blurs with PIL's
 /// ImageFilter.GaussianBlur(radius=sigma), an approximation of the same Gaussian.
-struct GaussianBlur {
-  std::pair<double, double> sigma{0.1, 2.0};
-  int64_t kernel_size = 0;
+class GaussianBlur {
+ public:
+  explicit GaussianBlur(const GaussianBlurOptions& options = {})
+      : options_((options.check(), options)) {}
+  explicit GaussianBlur(Range sigma, int64_t kernel_size = 0)
+      : GaussianBlur(GaussianBlurOptions().sigma(sigma).kernel_size(kernel_size)) {}
 
-  explicit GaussianBlur(std::pair<double, double> sigma = {0.1, 2.0}, int64_t kernel_size = 0)
-      : sigma(sigma), kernel_size(kernel_size) {
-    detail::check_range("simsiam::augment::GaussianBlur", "sigma", sigma, 1e-12);
-    TORCH_CHECK(kernel_size == 0 || (kernel_size > 0 && kernel_size % 2 == 1),
-                "simsiam::augment::GaussianBlur: expected an odd kernel size (or 0 for 10% of the "
-                "image), got ",
-                kernel_size);
-  }
+  const GaussianBlurOptions& options() const { return options_; }
 
   /// The kernel size used for images of side `side`.
   int64_t kernel_for(int64_t side) const {
-    if (kernel_size > 0) return kernel_size;
+    if (options_.kernel_size() > 0) return options_.kernel_size();
     return 2 * static_cast<int64_t>(std::lround(0.1 * static_cast<double>(side) / 2.0 - 0.5)) + 1;
   }
 
   torch::Tensor operator()(const torch::Tensor& images, torch::Generator& generator) const {
     functional::detail::check_images("simsiam::augment::GaussianBlur", images);
-    const auto sigmas = detail::uniform(images.size(0), sigma.first, sigma.second, generator);
+    const auto [low, high] = options_.sigma();
+    const auto sigmas = detail::uniform(images.size(0), low, high, generator);
     return functional::gaussian_blur(images, kernel_for(std::min(images.size(2), images.size(3))),
                                      sigmas);
   }
+
+ private:
+  GaussianBlurOptions options_;
+};
+
+/// Options of `RandomHorizontalFlip`.
+struct RandomHorizontalFlipOptions {
+  /* implicit */ RandomHorizontalFlipOptions(double p = 0.5) : p_(p) {}  // NOLINT
+
+  /// Probability that an image is mirrored.
+  TORCH_ARG(double, p);
+
+ public:
+  void check() const { detail::check_probability("simsiam::augment::RandomHorizontalFlip", p()); }
 };
 
 /// torchvision's RandomHorizontalFlip: each image mirrored with probability p.
-struct RandomHorizontalFlip {
-  double p = 0.5;
+class RandomHorizontalFlip {
+ public:
+  explicit RandomHorizontalFlip(const RandomHorizontalFlipOptions& options = {})
+      : options_((options.check(), options)) {}
 
-  explicit RandomHorizontalFlip(double p = 0.5) : p(p) {
-    detail::check_probability("simsiam::augment::RandomHorizontalFlip", p);
-  }
+  const RandomHorizontalFlipOptions& options() const { return options_; }
 
   torch::Tensor operator()(const torch::Tensor& images, torch::Generator& generator) const {
-    return functional::horizontal_flip(images, detail::coin(images.size(0), p, generator));
+    return functional::horizontal_flip(images,
+                                       detail::coin(images.size(0), options_.p(), generator));
+  }
+
+ private:
+  RandomHorizontalFlipOptions options_;
+};
+
+/// Options of `Normalize`: one mean and one standard deviation per channel.
+struct NormalizeOptions {
+  NormalizeOptions(std::vector<double> mean, std::vector<double> std)
+      : mean_(std::move(mean)), std_(std::move(std)) {}
+
+  TORCH_ARG(std::vector<double>, mean);
+  TORCH_ARG(std::vector<double>, std);
+
+ public:
+  /// Fails with a message naming the first bad setting.
+  void check() const {
+    constexpr const char* kWhere = "simsiam::augment::Normalize";
+    TORCH_CHECK(!mean().empty() && mean().size() == std().size(), kWhere,
+                ": expected as many stds as means (at least one), got ", mean().size(),
+                " means and ", std().size(), " stds");
+    for (double s : std()) TORCH_CHECK(s > 0, kWhere, ": expected positive stds, got ", s);
   }
 };
 
 /// torchvision's Normalize: (x - mean) / std per channel. Draws nothing.
-struct Normalize {
-  std::vector<double> mean, std;
-
+class Normalize {
+ public:
+  explicit Normalize(const NormalizeOptions& options) : options_((options.check(), options)) {}
   Normalize(std::vector<double> mean, std::vector<double> std)
-      : mean(std::move(mean)), std(std::move(std)) {}
+      : Normalize(NormalizeOptions(std::move(mean), std::move(std))) {}
+
+  const NormalizeOptions& options() const { return options_; }
 
   torch::Tensor operator()(const torch::Tensor& images, torch::Generator& /*generator*/) const {
-    return functional::normalize(images, mean, std);
+    return functional::normalize(images, options_.mean(), options_.std());
   }
+
+ private:
+  NormalizeOptions options_;
 };
 
 /// torchvision's RandomApply: applies `transform` to each image with probability p (the chosen
 /// images go through it together, each with its own parameters).
 template <class Transform>
-struct RandomApply {
-  Transform transform;
-  double p = 0.5;
-
-  RandomApply(Transform transform, double p) : transform(std::move(transform)), p(p) {
+class RandomApply {
+ public:
+  RandomApply(Transform transform, double p) : transform_(std::move(transform)), p_(p) {
     detail::check_probability("simsiam::augment::RandomApply", p);
   }
 
+  const Transform& transform() const { return transform_; }
+  /// Probability that an image goes through the transform.
+  double p() const { return p_; }
+
   torch::Tensor operator()(const torch::Tensor& images, torch::Generator& generator) const {
-    const auto chosen = detail::coin(images.size(0), p, generator).nonzero().flatten();
+    const auto chosen = detail::coin(images.size(0), p_, generator).nonzero().flatten();
     if (chosen.numel() == 0) return images;
-    if (chosen.numel() == images.size(0)) return transform(images, generator);  // no gather
+    if (chosen.numel() == images.size(0)) return transform_(images, generator);  // no gather
     const auto index = chosen.to(images.device());
-    return images.index_copy(0, index, transform(images.index_select(0, index), generator));
+    return images.index_copy(0, index, transform_(images.index_select(0, index), generator));
   }
+
+ private:
+  Transform transform_;
+  double p_;
 };
 
 /// Applies its functors in order (torchvision's Compose), resolved at compile time.
 template <class... Transforms>
-struct Compose {
-  std::tuple<Transforms...> transforms;
+class Compose {
+ public:
+  explicit Compose(Transforms... transforms) : transforms_(std::move(transforms)...) {}
 
-  explicit Compose(Transforms... transforms) : transforms(std::move(transforms)...) {}
+  /// The functors, in the order they run.
+  const std::tuple<Transforms...>& transforms() const { return transforms_; }
 
   torch::Tensor operator()(torch::Tensor images, torch::Generator& generator) const {
-    std::apply([&](const auto&... t) { ((images = t(images, generator)), ...); }, transforms);
+    std::apply([&](const auto&... t) { ((images = t(images, generator)), ...); }, transforms_);
     return images;
   }
 
@@ -359,8 +491,11 @@ struct Compose {
           ((batch = rest(batch, generator)), ...);
           return batch;
         },
-        transforms);
+        transforms_);
   }
+
+ private:
+  std::tuple<Transforms...> transforms_;
 };
 
 /// The crop of a preset (its first functor) and the rest, for a source that crops
@@ -371,7 +506,7 @@ std::pair<First, Compose<Rest...>> split_crop(const Compose<First, Rest...>& p) 
       [](const First& first, const Rest&... rest) {
         return std::make_pair(first, Compose<Rest...>(rest...));
       },
-      p.transforms);
+      p.transforms());
 }
 
 /// How `TwoViews` runs a pipeline.

@@ -203,7 +203,8 @@ inline int jpeg_eighths(const torch::Tensor& boxes, int64_t size) {
 /// Two random-resized-crop views of one encoded image, as float [3, size, size] in [0, 1].
 /// The boxes are drawn from the image's full size (from the JPEG header, before decoding), with
 /// `crop`'s distribution; a JPEG is then decoded at 1/8, 1/4 or 1/2 of its size when both boxes
-/// stay at least `crop.size` wide there (`jpeg_eighths`), and the boxes are scaled with it.
+/// stay at least `crop.options().size()` wide there (`jpeg_eighths`), and the boxes are scaled with
+/// it.
 struct DecodedViews {
   augment::RandomResizedCrop crop;
   bool scaled_decode = true;
@@ -216,7 +217,7 @@ struct DecodedViews {
     if (detail::is_jpeg(bytes)) {
       const auto header = jpeg_header(bytes, name);
       boxes = crop.sample_boxes(2, header.height, header.width, generator);
-      const int eighths = scaled_decode ? jpeg_eighths(boxes, crop.size) : 8;
+      const int eighths = scaled_decode ? jpeg_eighths(boxes, crop.options().size()) : 8;
       image = decode_jpeg(bytes, header, name, eighths);
       if (eighths < 8) boxes = scale_boxes(boxes, eighths, image.size(1), image.size(2));
     } else {
@@ -224,8 +225,9 @@ struct DecodedViews {
       boxes = crop.sample_boxes(2, image.size(1), image.size(2), generator);
     }
     const auto one = image.unsqueeze(0);
-    return {augment::functional::resized_crop(one, boxes.narrow(0, 0, 1), crop.size)[0],
-            augment::functional::resized_crop(one, boxes.narrow(0, 1, 1), crop.size)[0]};
+    return {
+        augment::functional::resized_crop(one, boxes.narrow(0, 0, 1), crop.options().size())[0],
+        augment::functional::resized_crop(one, boxes.narrow(0, 1, 1), crop.options().size())[0]};
   }
 
   /// Boxes in full-size pixels mapped onto the image decoded at eighths/8 (height x width).

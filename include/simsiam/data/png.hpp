@@ -75,98 +75,83 @@ inline std::string inflate_exact(const std::string& compressed, size_t expected,
   return out;
 }
 
-}  // namespace detail
-
-/// Decodes a PNG held in memory to uint8 RGB [3, H, W]. `name` (a path) appears in errors.
-inline torch::Tensor decode_png(const std::string& bytes, const std::string& name = "PNG data") {
-  constexpr const char* kWhere = "simsiam::decode_png";
-  TORCH_CHECK(detail::is_png(bytes), kWhere, ": ", name, " is not a PNG (no PNG signature)");
-  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
-  size_t offset = 8;
+/// What a PNG's chunks say: its header fields, palette and concatenated IDAT data.
+struct PngChunks {
   uint32_t width = 0, height = 0;
   int depth = 0, color = -1;
   std::string compressed, palette;
-  bool ended = false;
-  while (!ended) {
-    TORCH_CHECK(bytes.size() - offset >= 12, kWhere, ": ", name,
+};
+
+constexpr const char* kPngWhere = "simsiam::decode_png";
+
+/// Walks the chunks up to IEND, checking each CRC; keeps IHDR's fields, PLTE and the IDATs.
+inline PngChunks read_png_chunks(const std::string& bytes, const std::string& name) {
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+  PngChunks png;
+  for (size_t offset = 8, length = 0;; offset += 12 + length) {
+    TORCH_CHECK(bytes.size() - offset >= 12, kPngWhere, ": ", name,
                 " is truncated: expected another chunk (or IEND) at byte ", offset);
-    const uint32_t length = detail::load_be32(data + offset);
-    TORCH_CHECK(length <= bytes.size() - offset - 12, kWhere, ": ", name,
+    length = load_be32(data + offset);
+    TORCH_CHECK(length <= bytes.size() - offset - 12, kPngWhere, ": ", name,
                 " is truncated: a chunk of ", length, " bytes at byte ", offset,
                 " runs past the end of the file");
     const std::string type(bytes, offset + 4, 4);
     const unsigned char* body = data + offset + 8;
-    const uint32_t stored_crc = detail::load_be32(body + length);
-    const auto crc = crc32(crc32(0L, data + offset + 4, 4), body, length);
-    TORCH_CHECK(crc == stored_crc, kWhere, ": ", name, " is corrupt: the CRC of its ", type,
-                " chunk does not match");
+    const auto crc = crc32(crc32(0L, data + offset + 4, 4), body, static_cast<uInt>(length));
+    TORCH_CHECK(crc == load_be32(body + length), kPngWhere, ": ", name,
+                " is corrupt: the CRC of its ", type, " chunk does not match");
     if (type == "IHDR") {
-      TORCH_CHECK(length == 13, kWhere, ": ", name, " has an IHDR chunk of ", length,
+      TORCH_CHECK(length == 13, kPngWhere, ": ", name, " has an IHDR chunk of ", length,
                   " bytes, expected 13");
-      width = detail::load_be32(body);
-      height = detail::load_be32(body + 4);
-      depth = body[8];
-      color = body[9];
-      TORCH_CHECK(body[12] == 0, kWhere, ": ", name,
+      png.width = load_be32(body);
+      png.height = load_be32(body + 4);
+      png.depth = body[8];
+      png.color = body[9];
+      TORCH_CHECK(body[12] == 0, kPngWhere, ": ", name,
                   " is an interlaced (Adam7) PNG, which is not supported; re-save it without "
                   "interlacing");
-      TORCH_CHECK(body[10] == 0 && body[11] == 0, kWhere, ": ", name,
+      TORCH_CHECK(body[10] == 0 && body[11] == 0, kPngWhere, ": ", name,
                   " uses an unknown compression or filter method");
     } else if (type == "PLTE") {
-      palette.assign(reinterpret_cast<const char*>(body), length);
+      png.palette.assign(reinterpret_cast<const char*>(body), length);
     } else if (type == "IDAT") {
-      compressed.append(reinterpret_cast<const char*>(body), length);
+      png.compressed.append(reinterpret_cast<const char*>(body), length);
     } else if (type == "IEND") {
-      ended = true;
+      return png;
     }
-    offset += 12 + length;
   }
-  TORCH_CHECK(color >= 0, kWhere, ": ", name, " has no IHDR chunk");
-  TORCH_CHECK(width > 0 && height > 0 && width <= (1u << 24) && height <= (1u << 24), kWhere, ": ",
-              name, " has an invalid size ", width, "x", height);
-  int channels = 0;
-  switch (color) {
-    case 0:
-      channels = 1;
-      break;  // grey
-    case 2:
-      channels = 3;
-      break;  // RGB
-    case 3:
-      channels = 1;
-      break;  // palette index
-    case 4:
-      channels = 2;
-      break;  // grey + alpha
-    case 6:
-      channels = 4;
-      break;  // RGBA
-    default:
-      TORCH_CHECK(false, kWhere, ": ", name, " has an unknown colour type ", color);
-  }
+}
+
+/// Samples per pixel of a colour type (palette: one index), after checking the header.
+inline int png_channels(const PngChunks& png, const std::string& name) {
+  TORCH_CHECK(png.color >= 0, kPngWhere, ": ", name, " has no IHDR chunk");
+  TORCH_CHECK(
+      png.width > 0 && png.height > 0 && png.width <= (1u << 24) && png.height <= (1u << 24),
+      kPngWhere, ": ", name, " has an invalid size ", png.width, "x", png.height);
+  // grey, -, RGB, palette index, grey + alpha, -, RGBA
+  constexpr int kChannels[] = {1, 0, 3, 1, 2, 0, 4};
+  const int color = png.color, depth = png.depth;
+  TORCH_CHECK(color < 7 && kChannels[color] > 0, kPngWhere, ": ", name,
+              " has an unknown colour type ", color);
   const bool depth_ok = depth == 8 || depth == 16 ||
                         ((color == 0 || color == 3) && (depth == 1 || depth == 2 || depth == 4));
-  TORCH_CHECK(depth_ok && !(color == 3 && depth == 16), kWhere, ": ", name, " has bit depth ",
+  TORCH_CHECK(depth_ok && !(color == 3 && depth == 16), kPngWhere, ": ", name, " has bit depth ",
               depth, ", invalid for colour type ", color);
-  TORCH_CHECK(color != 3 || (!palette.empty() && palette.size() % 3 == 0), kWhere, ": ", name,
-              " is a palette PNG without a valid PLTE chunk");
-  const size_t row_bytes = (static_cast<size_t>(width) * channels * depth + 7) / 8;
-  const size_t pixel_bytes = std::max<size_t>(1, static_cast<size_t>(channels) * depth / 8);
-  const size_t expected = height * (row_bytes + 1);
-  // deflate expands data 1032x at most: a header that asks for more is corrupt (and would
-  // otherwise allocate gigabytes before failing).
-  TORCH_CHECK(expected / 1032 <= compressed.size() + 1, kWhere, ": ", name,
-              " is truncated or corrupt: ", width, "x", height, " pixels need ", expected,
-              " bytes of scanlines, its ", compressed.size(), " compressed bytes cannot hold them");
-  auto raw = detail::inflate_exact(compressed, expected, name);
-  // Undo the per-row filters in place.
-  auto* rows = reinterpret_cast<unsigned char*>(raw.data());
+  TORCH_CHECK(color != 3 || (!png.palette.empty() && png.palette.size() % 3 == 0), kPngWhere, ": ",
+              name, " is a palette PNG without a valid PLTE chunk");
+  return kChannels[color];
+}
+
+/// Undoes the per-row filters of `height` rows of `row_bytes` (each after its filter byte), in
+/// place; `pixel_bytes` is the filters' left-neighbour distance.
+inline void unfilter_png_rows(unsigned char* rows, uint32_t height, size_t row_bytes,
+                              size_t pixel_bytes, const std::string& name) {
   for (uint32_t y = 0; y < height; ++y) {
     unsigned char* row = rows + y * (row_bytes + 1);
     const int filter = row[0];
     unsigned char* cur = row + 1;
     const unsigned char* prev = y > 0 ? rows + (y - 1) * (row_bytes + 1) + 1 : nullptr;
-    TORCH_CHECK(filter <= 4, kWhere, ": ", name, " is corrupt: row ", y, " has filter type ",
+    TORCH_CHECK(filter <= 4, kPngWhere, ": ", name, " is corrupt: row ", y, " has filter type ",
                 filter, ", expected 0-4");
     for (size_t i = 0; i < row_bytes; ++i) {
       const int a = i >= pixel_bytes ? cur[i - pixel_bytes] : 0;
@@ -176,11 +161,19 @@ inline torch::Tensor decode_png(const std::string& bytes, const std::string& nam
       if (filter == 1) predicted = a;
       if (filter == 2) predicted = b;
       if (filter == 3) predicted = (a + b) / 2;
-      if (filter == 4) predicted = detail::paeth(a, b, c);
+      if (filter == 4) predicted = paeth(a, b, c);
       cur[i] = static_cast<unsigned char>(cur[i] + predicted);
     }
   }
-  // Samples to 8 bits, then to RGB.
+}
+
+/// Unfiltered rows to uint8 RGB [3, H, W]: samples to 8 bits (16-bit: the high byte; 1-4 bits:
+/// scaled to 0-255), palette entries looked up, grey copied to the three channels.
+inline torch::Tensor png_rows_to_rgb(const unsigned char* rows, const PngChunks& png, int channels,
+                                     size_t row_bytes, const std::string& name) {
+  const uint32_t width = png.width, height = png.height;
+  const int depth = png.depth, color = png.color;
+  const auto& palette = png.palette;
   auto out =
       torch::empty({3, static_cast<int64_t>(height), static_cast<int64_t>(width)}, torch::kUInt8);
   uint8_t* dst = out.data_ptr<uint8_t>();
@@ -199,8 +192,9 @@ inline torch::Tensor decode_png(const std::string& bytes, const std::string& nam
       unsigned r = 0, g = 0, b = 0;
       if (color == 3) {
         const size_t entry = sample(0);
-        TORCH_CHECK(entry * 3 < palette.size(), kWhere, ": ", name, " is corrupt: palette index ",
-                    entry, " past its ", palette.size() / 3, "-colour palette");
+        TORCH_CHECK(entry * 3 < palette.size(), kPngWhere, ": ", name,
+                    " is corrupt: palette index ", entry, " past its ", palette.size() / 3,
+                    "-colour palette");
         r = static_cast<unsigned char>(palette[3 * entry]);
         g = static_cast<unsigned char>(palette[3 * entry + 1]);
         b = static_cast<unsigned char>(palette[3 * entry + 2]);
@@ -218,6 +212,29 @@ inline torch::Tensor decode_png(const std::string& bytes, const std::string& nam
     }
   }
   return out;
+}
+
+}  // namespace detail
+
+/// Decodes a PNG held in memory to uint8 RGB [3, H, W]. `name` (a path) appears in errors.
+inline torch::Tensor decode_png(const std::string& bytes, const std::string& name = "PNG data") {
+  using detail::kPngWhere;
+  TORCH_CHECK(detail::is_png(bytes), kPngWhere, ": ", name, " is not a PNG (no PNG signature)");
+  const auto png = detail::read_png_chunks(bytes, name);
+  const int channels = detail::png_channels(png, name);
+  const size_t row_bytes = (static_cast<size_t>(png.width) * channels * png.depth + 7) / 8;
+  const size_t pixel_bytes = std::max<size_t>(1, static_cast<size_t>(channels) * png.depth / 8);
+  const size_t expected = png.height * (row_bytes + 1);
+  // deflate expands data 1032x at most: a header that asks for more is corrupt (and would
+  // otherwise allocate gigabytes before failing).
+  TORCH_CHECK(expected / 1032 <= png.compressed.size() + 1, kPngWhere, ": ", name,
+              " is truncated or corrupt: ", png.width, "x", png.height, " pixels need ", expected,
+              " bytes of scanlines, its ", png.compressed.size(),
+              " compressed bytes cannot hold them");
+  auto raw = detail::inflate_exact(png.compressed, expected, name);
+  auto* rows = reinterpret_cast<unsigned char*>(raw.data());
+  detail::unfilter_png_rows(rows, png.height, row_bytes, pixel_bytes, name);
+  return detail::png_rows_to_rgb(rows, png, channels, row_bytes, name);
 }
 
 /// Reads and decodes a PNG file to uint8 RGB [3, H, W].

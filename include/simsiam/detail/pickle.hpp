@@ -199,160 +199,199 @@ class TorchSaveReader {
     return ints;
   }
 
+  /// The pickle machine: one opcode at a time until STOP, each handled by the group it
+  /// belongs to.
   c10::IValue run() {
     while (true) {
       const Op op = *take(1);
-      switch (op) {
-        case 0x80:
-          take(1);
-          break;  // PROTO
-        case 0x95:
-          take(8);
-          break;  // FRAME
-        case '.':
-          return pop();  // STOP
-        case '(':
-          marks_.push_back(stack_.size());
-          break;  // MARK
-        case '}':
-          stack_.emplace_back(new_dict());
-          break;  // EMPTY_DICT
-        case ']':
-          stack_.emplace_back(c10::impl::GenericList(c10::AnyType::get()));
-          break;
-        case ')':
-          stack_.emplace_back(c10::ivalue::Tuple::create({}));
-          break;
-        case 'N':
-          stack_.emplace_back();
-          break;  // NONE
-        case 0x88:
-          stack_.emplace_back(true);
-          break;  // NEWTRUE
-        case 0x89:
-          stack_.emplace_back(false);
-          break;  // NEWFALSE
-        case 'K':
-          stack_.emplace_back(static_cast<int64_t>(*take(1)));
-          break;  // BININT1
-        case 'M':
-          stack_.emplace_back(static_cast<int64_t>(little<uint16_t>()));
-          break;
-        case 'J':
-          stack_.emplace_back(static_cast<int64_t>(little<int32_t>()));
-          break;
-        case 0x8a: {  // LONG1
-          const size_t n = *take(1);
-          if (n > 8) fail("an integer wider than 64 bits");
-          uint64_t value = 0;
-          const uint8_t* p = take(n);
-          for (size_t i = 0; i < n; ++i) value |= static_cast<uint64_t>(p[i]) << (8 * i);
-          if (n > 0 && n < 8 && (p[n - 1] & 0x80)) value |= ~uint64_t{0} << (8 * n);
-          stack_.emplace_back(static_cast<int64_t>(value));
-          break;
-        }
-        case 'G': {  // BINFLOAT, big-endian
-          const uint8_t* p = take(8);
-          uint64_t bits = 0;
-          for (int i = 0; i < 8; ++i) bits = (bits << 8) | p[i];
-          double value;
-          std::memcpy(&value, &bits, 8);
-          stack_.emplace_back(value);
-          break;
-        }
-        case 'X': {  // BINUNICODE
-          const auto n = little<uint32_t>();
-          stack_.emplace_back(std::string(reinterpret_cast<const char*>(take(n)), n));
-          break;
-        }
-        case 0x8c:
-        case 'U': {  // SHORT_BINUNICODE, SHORT_BINSTRING
-          const size_t n = *take(1);
-          stack_.emplace_back(std::string(reinterpret_cast<const char*>(take(n)), n));
-          break;
-        }
-        case 'T': {  // BINSTRING
-          const auto n = little<uint32_t>();
-          stack_.emplace_back(std::string(reinterpret_cast<const char*>(take(n)), n));
-          break;
-        }
-        case 'q':
-          memo_[*take(1)] = stack_.at(stack_.size() - 1);
-          break;  // BINPUT
-        case 'r':
-          memo_[little<uint32_t>()] = stack_.at(stack_.size() - 1);
-          break;
-        case 0x94:
-          memo_[static_cast<uint32_t>(memo_.size())] = stack_.back();
-          break;
-        case 'h':
-        case 'j': {  // BINGET, LONG_BINGET
-          const uint32_t key = op == 'h' ? *take(1) : little<uint32_t>();
-          const auto it = memo_.find(key);
-          if (it == memo_.end()) fail("memo key " + std::to_string(key) + " unset");
-          stack_.push_back(it->second);
-          break;
-        }
-        case 's': {  // SETITEM
-          auto value = pop();
-          auto key = pop();
-          set_items({std::move(key), std::move(value)});
-          break;
-        }
-        case 'u':
-          set_items(pop_to_mark());
-          break;  // SETITEMS
-        case 'a':
-          append({pop()});
-          break;  // APPEND
-        case 'e':
-          append(pop_to_mark());
-          break;  // APPENDS
-        case 't':
-          stack_.emplace_back(c10::ivalue::Tuple::create(pop_to_mark()));
-          break;
-        case 0x85:
-        case 0x86:
-        case 0x87: {  // TUPLE1..3
-          std::vector<c10::IValue> items(static_cast<size_t>(op - 0x84));
-          for (auto it = items.rbegin(); it != items.rend(); ++it) *it = pop();
-          stack_.emplace_back(c10::ivalue::Tuple::create(std::move(items)));
-          break;
-        }
-        case 'c': {  // GLOBAL
-          const auto module = line();
-          const auto name = line();
-          stack_.emplace_back(kGlobalTag + module + "." + name);
-          break;
-        }
-        case 'Q':
-          stack_.push_back(load_storage(pop()));
-          break;     // BINPERSID
-        case 'R': {  // REDUCE
-          auto args = pop();
-          auto callable = pop();
-          if (!is_global(callable) || !args.isTuple()) fail("REDUCE of a non-global");
-          stack_.push_back(call(global_name(callable), args.toTupleRef().elements().vec()));
-          break;
-        }
-        case 'b':
-          pop();
-          break;  // BUILD: an OrderedDict's attributes (_metadata), not needed
-        case '0':
-          pop();
-          break;  // POP
-        case '1':
-          pop_to_mark();
-          break;  // POP_MARK
-        case '2':
-          stack_.push_back(stack_.at(stack_.size() - 1));
-          break;  // DUP
-        default: {
-          char hex[8];
-          std::snprintf(hex, sizeof hex, "0x%02x", op);
-          fail(std::string("unsupported pickle opcode ") + hex);
-        }
+      if (op == '.') return pop();  // STOP
+      if (!(frame_or_constant(op) || number(op) || text(op) || memo(op) || collection(op) ||
+            object(op))) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02x", op);
+        fail(std::string("unsupported pickle opcode ") + hex);
       }
+    }
+  }
+
+  /// PROTO, FRAME, MARK and the constants None, True, False and empty containers.
+  bool frame_or_constant(Op op) {
+    switch (op) {
+      case 0x80:  // PROTO
+        take(1);
+        return true;
+      case 0x95:  // FRAME
+        take(8);
+        return true;
+      case '(':  // MARK
+        marks_.push_back(stack_.size());
+        return true;
+      case '}':  // EMPTY_DICT
+        stack_.emplace_back(new_dict());
+        return true;
+      case ']':  // EMPTY_LIST
+        stack_.emplace_back(c10::impl::GenericList(c10::AnyType::get()));
+        return true;
+      case ')':  // EMPTY_TUPLE
+        stack_.emplace_back(c10::ivalue::Tuple::create({}));
+        return true;
+      case 'N':  // NONE
+        stack_.emplace_back();
+        return true;
+      case 0x88:  // NEWTRUE
+      case 0x89:  // NEWFALSE
+        stack_.emplace_back(op == 0x88);
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /// BININT1, BININT2, BININT, LONG1 and BINFLOAT.
+  bool number(Op op) {
+    switch (op) {
+      case 'K':
+        stack_.emplace_back(static_cast<int64_t>(*take(1)));
+        return true;
+      case 'M':
+        stack_.emplace_back(static_cast<int64_t>(little<uint16_t>()));
+        return true;
+      case 'J':
+        stack_.emplace_back(static_cast<int64_t>(little<int32_t>()));
+        return true;
+      case 0x8a: {  // LONG1: n little-endian bytes, two's complement
+        const size_t n = *take(1);
+        if (n > 8) fail("an integer wider than 64 bits");
+        uint64_t value = 0;
+        const uint8_t* p = take(n);
+        for (size_t i = 0; i < n; ++i) value |= static_cast<uint64_t>(p[i]) << (8 * i);
+        if (n > 0 && n < 8 && (p[n - 1] & 0x80)) value |= ~uint64_t{0} << (8 * n);
+        stack_.emplace_back(static_cast<int64_t>(value));
+        return true;
+      }
+      case 'G': {  // BINFLOAT, big-endian
+        const uint8_t* p = take(8);
+        uint64_t bits = 0;
+        for (int i = 0; i < 8; ++i) bits = (bits << 8) | p[i];
+        double value;
+        std::memcpy(&value, &bits, 8);
+        stack_.emplace_back(value);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /// BINUNICODE, SHORT_BINUNICODE, SHORT_BINSTRING, BINSTRING and GLOBAL.
+  bool text(Op op) {
+    size_t n = 0;
+    switch (op) {
+      case 'X':  // BINUNICODE
+      case 'T':  // BINSTRING
+        n = little<uint32_t>();
+        break;
+      case 0x8c:  // SHORT_BINUNICODE
+      case 'U':   // SHORT_BINSTRING
+        n = *take(1);
+        break;
+      case 'c': {  // GLOBAL
+        const auto module = line();
+        const auto name = line();
+        stack_.emplace_back(kGlobalTag + module + "." + name);
+        return true;
+      }
+      default:
+        return false;
+    }
+    stack_.emplace_back(std::string(reinterpret_cast<const char*>(take(n)), n));
+    return true;
+  }
+
+  /// BINPUT, LONG_BINPUT, MEMOIZE, BINGET and LONG_BINGET.
+  bool memo(Op op) {
+    switch (op) {
+      case 'q':
+        memo_[*take(1)] = stack_.at(stack_.size() - 1);
+        return true;
+      case 'r':
+        memo_[little<uint32_t>()] = stack_.at(stack_.size() - 1);
+        return true;
+      case 0x94:
+        memo_[static_cast<uint32_t>(memo_.size())] = stack_.at(stack_.size() - 1);
+        return true;
+      case 'h':
+      case 'j': {
+        const uint32_t key = op == 'h' ? *take(1) : little<uint32_t>();
+        const auto it = memo_.find(key);
+        if (it == memo_.end()) fail("memo key " + std::to_string(key) + " unset");
+        stack_.push_back(it->second);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /// SETITEM(S), APPEND(S), TUPLE and TUPLE1..3.
+  bool collection(Op op) {
+    switch (op) {
+      case 's': {  // SETITEM
+        auto value = pop();
+        auto key = pop();
+        set_items({std::move(key), std::move(value)});
+        return true;
+      }
+      case 'u':  // SETITEMS
+        set_items(pop_to_mark());
+        return true;
+      case 'a':  // APPEND
+        append({pop()});
+        return true;
+      case 'e':  // APPENDS
+        append(pop_to_mark());
+        return true;
+      case 't':  // TUPLE
+        stack_.emplace_back(c10::ivalue::Tuple::create(pop_to_mark()));
+        return true;
+      case 0x85:
+      case 0x86:
+      case 0x87: {  // TUPLE1..3
+        std::vector<c10::IValue> items(static_cast<size_t>(op - 0x84));
+        for (auto it = items.rbegin(); it != items.rend(); ++it) *it = pop();
+        stack_.emplace_back(c10::ivalue::Tuple::create(std::move(items)));
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /// BINPERSID (a tensor storage), REDUCE (a call), BUILD, POP, POP_MARK and DUP.
+  bool object(Op op) {
+    switch (op) {
+      case 'Q':  // BINPERSID
+        stack_.push_back(load_storage(pop()));
+        return true;
+      case 'R': {  // REDUCE
+        auto args = pop();
+        auto callable = pop();
+        if (!is_global(callable) || !args.isTuple()) fail("REDUCE of a non-global");
+        stack_.push_back(call(global_name(callable), args.toTupleRef().elements().vec()));
+        return true;
+      }
+      case 'b':  // BUILD: an OrderedDict's attributes (_metadata), not needed
+      case '0':  // POP
+        pop();
+        return true;
+      case '1':  // POP_MARK
+        pop_to_mark();
+        return true;
+      case '2':  // DUP
+        stack_.push_back(stack_.at(stack_.size() - 1));
+        return true;
+      default:
+        return false;
     }
   }
 

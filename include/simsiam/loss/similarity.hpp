@@ -1,37 +1,6 @@
 // SPDX-License-Identifier: BSD-3-Clause
 /// @file
-/// @brief The per-sample distances D(p, z) that the SimSiam loss averages.
-///
-/// Both are templated-in policies of `SymmetricLoss`, so a new similarity needs no virtual
-/// dispatch and no change to the loss: any type with `torch::Tensor operator()(p, z) const`
-/// returning one value per row will do.
+/// @brief The header of 0.1 for the loss's D(p, z) policies, now `simsiam/loss/distance.hpp`.
 #pragma once
 
-#include <torch/torch.h>
-
-namespace simsiam {
-
-/// D(p, z) = -cos(p, z), the paper's default (Eq. 1) and the official code's
-/// `nn.CosineSimilarity(dim=1, eps=1e-8)`; calls the same ATen kernel, so it matches PyTorch
-/// bit for bit, including how `eps` guards near-zero norms.
-struct NegativeCosine {
-  /// Guard for tiny norms, as in `torch::nn::CosineSimilarityOptions` (official value 1e-8).
-  double eps = 1e-8;
-
-  /// Per-row distance, shape [B].
-  torch::Tensor operator()(const torch::Tensor& p, const torch::Tensor& z) const {
-    namespace F = torch::nn::functional;
-    return -F::cosine_similarity(p, z, F::CosineSimilarityFuncOptions().dim(1).eps(eps));
-  }
-};
-
-/// D(p, z) = -softmax(z) . log_softmax(p), the paper's cross-entropy variant (Sec. 4.5,
-/// Table 5: 63.2% vs 68.1% for cosine). Softmax is taken along the channel dimension.
-struct CrossEntropySimilarity {
-  /// Per-row distance, shape [B].
-  torch::Tensor operator()(const torch::Tensor& p, const torch::Tensor& z) const {
-    return -(torch::softmax(z, /*dim=*/1) * torch::log_softmax(p, /*dim=*/1)).sum(/*dim=*/1);
-  }
-};
-
-}  // namespace simsiam
+#include "simsiam/loss/distance.hpp"

@@ -12,21 +12,21 @@
 #include <ostream>
 
 #include "simsiam/detail/check.hpp"
-#include "simsiam/loss/similarity.hpp"
+#include "simsiam/loss/distance.hpp"
 
 namespace simsiam {
 
-/// Which of the paper's loss forms to compute (Table 4 of the paper).
+/// Which of the paper's loss forms to compute (Table 5 of the paper). The third form of that
+/// table, "asymmetric 2x", is the asymmetric loss of two independent pairs of views:
+/// `functional::asymmetric_x2_loss`.
 enum class LossForm {
   /// 1/2 D(p1, z2) + 1/2 D(p2, z1): the default, 68.1% on ImageNet.
   kSymmetric,
   /// D(p1, z2) only; `p2` and `z1` are ignored and may be undefined: 64.8%.
   kAsymmetric,
-  /// The asymmetric loss on two independently augmented pairs, averaged: 67.3%. Pass p1/z2 from
-  /// pair A (prediction of one view, target of the other) and p2/z1 from pair B. The arithmetic is
-  /// the symmetric one; what differs is that the four tensors come from four views, which is the
-  /// paper's point (symmetrisation helps beyond seeing more views).
-  kAsymmetricX2,
+  /// 0.1's name for what was always the symmetric arithmetic; asymmetric 2x needs four views.
+  kAsymmetricX2 [[deprecated("the symmetric arithmetic under another name: use kSymmetric, or "
+                             "functional::asymmetric_x2_loss on two pairs of views")]] = kSymmetric,
 };
 
 /// Options of the SimSiam loss; the defaults are the official ones.
@@ -34,57 +34,74 @@ struct SymmetricLossOptions {
   /// Detach the targets z (paper Sec. 4.1), the library's only stop-gradient: `SimSiam` returns z
   /// as computed. `false` is the collapsing ablation: loss -> -1.
   TORCH_ARG(bool, stop_gradient) = true;
-  /// Symmetric (default), asymmetric or asymmetric-x2 (paper Table 4).
+  /// Symmetric (default) or asymmetric (paper Table 5).
   TORCH_ARG(LossForm, form) = LossForm::kSymmetric;
 };
 
 namespace detail {
 /// D(p, stopgrad(z)) averaged over the batch, unchecked.
-template <class Similarity>
+template <class Distance>
 torch::Tensor loss_term(const torch::Tensor& p, const torch::Tensor& z, bool stop_gradient,
-                        const Similarity& similarity) {
-  return similarity(p, stop_gradient ? z.detach() : z).mean();
+                        const Distance& distance) {
+  return distance(p, stop_gradient ? z.detach() : z).mean();
 }
 }  // namespace detail
 
 namespace functional {
 
 /// D(p, stopgrad(z)) averaged over the batch: one term of the SimSiam loss.
-template <class Similarity = NegativeCosine>
+template <class Distance = NegativeCosine>
 torch::Tensor asymmetric_loss(const torch::Tensor& p, const torch::Tensor& z,
-                              bool stop_gradient = true, const Similarity& similarity = {}) {
+                              bool stop_gradient = true, const Distance& distance = {}) {
   detail::check_pair("simsiam::asymmetric_loss", "p", p, "z", z);
-  return detail::loss_term(p, z, stop_gradient, similarity);
+  return detail::loss_term(p, z, stop_gradient, distance);
+}
+
+/// The paper's "asymmetric 2x" (Table 5, 67.3%): the asymmetric loss of two independently
+/// augmented pairs of the same images, averaged, 1/2 D(p_a, z_a) + 1/2 D(p_b, z_b), where p_a
+/// is the prediction of one view of pair A and z_a the target of the other view of pair A (so
+/// four views in all). It sees as many views per step as the symmetric loss, without its
+/// symmetry: the paper's control for "symmetrisation only helps by seeing more views".
+template <class Distance = NegativeCosine>
+torch::Tensor asymmetric_x2_loss(const torch::Tensor& p_a, const torch::Tensor& z_a,
+                                 const torch::Tensor& p_b, const torch::Tensor& z_b,
+                                 bool stop_gradient = true, const Distance& distance = {}) {
+  constexpr const char* kWhere = "simsiam::asymmetric_x2_loss";
+  detail::check_pair(kWhere, "p_a", p_a, "z_a", z_a);
+  detail::check_pair(kWhere, "p_b", p_b, "z_b", z_b);
+  detail::check_pair(kWhere, "p_a", p_a, "p_b", p_b);
+  return (detail::loss_term(p_a, z_a, stop_gradient, distance) +
+          detail::loss_term(p_b, z_b, stop_gradient, distance)) *
+         0.5;
 }
 
 /// The SimSiam loss of predictions p1, p2 and targets z1, z2, all [B, D] (views 1 and 2). This is
 /// the one place where the stop-gradient of the paper (Sec. 4.1) is applied.
-template <class Similarity = NegativeCosine>
+template <class Distance = NegativeCosine>
 torch::Tensor symmetric_loss(const torch::Tensor& p1, const torch::Tensor& p2,
                              const torch::Tensor& z1, const torch::Tensor& z2,
                              const SymmetricLossOptions& options = {},
-                             const Similarity& similarity = {}) {
+                             const Distance& distance = {}) {
   constexpr const char* kWhere = "simsiam::symmetric_loss";
   detail::check_pair(kWhere, "p1", p1, "z2", z2);
   const bool stop = options.stop_gradient();
   if (options.form() == LossForm::kAsymmetric) {
-    return detail::loss_term(p1, z2, stop, similarity);
+    return detail::loss_term(p1, z2, stop, distance);
   }
   detail::check_pair(kWhere, "p2", p2, "z1", z1);
   detail::check_pair(kWhere, "p1", p1, "p2", p2);
-  return (detail::loss_term(p1, z2, stop, similarity) +
-          detail::loss_term(p2, z1, stop, similarity)) *
+  return (detail::loss_term(p1, z2, stop, distance) + detail::loss_term(p2, z1, stop, distance)) *
          0.5;
 }
 
 }  // namespace functional
 
-/// Module form of `functional::symmetric_loss`, with the similarity as a template parameter.
-template <class Similarity = NegativeCosine>
-class SymmetricLossImpl : public torch::nn::Cloneable<SymmetricLossImpl<Similarity>> {
+/// Module form of `functional::symmetric_loss`, with the distance D as a template parameter.
+template <class Distance = NegativeCosine>
+class SymmetricLossImpl : public torch::nn::Cloneable<SymmetricLossImpl<Distance>> {
  public:
-  explicit SymmetricLossImpl(SymmetricLossOptions options = {}, Similarity similarity = {})
-      : options(options), similarity(similarity) {}
+  explicit SymmetricLossImpl(SymmetricLossOptions options = {}, Distance distance = {})
+      : options(options), distance(distance) {}
 
   /// Nothing to (re)initialise: the loss has no parameters.
   void reset() override {}
@@ -92,28 +109,28 @@ class SymmetricLossImpl : public torch::nn::Cloneable<SymmetricLossImpl<Similari
   /// Loss of predictions p1, p2 against targets z1, z2 (p1 pairs with z2, p2 with z1).
   torch::Tensor forward(const torch::Tensor& p1, const torch::Tensor& p2, const torch::Tensor& z1,
                         const torch::Tensor& z2) {
-    return functional::symmetric_loss(p1, p2, z1, z2, options, similarity);
+    return functional::symmetric_loss(p1, p2, z1, z2, options, distance);
   }
 
   void pretty_print(std::ostream& stream) const override {
-    static const char* const kForms[] = {"symmetric", "asymmetric", "asymmetric_x2"};
     stream << "simsiam::SymmetricLoss(stop_gradient="
            << (options.stop_gradient() ? "true" : "false")
-           << ", form=" << kForms[static_cast<int>(options.form())] << ")";
+           << ", form=" << (options.form() == LossForm::kAsymmetric ? "asymmetric" : "symmetric")
+           << ")";
   }
 
   /// The options the loss was built with.
   SymmetricLossOptions options;
   /// The per-sample distance D(p, z).
-  Similarity similarity;
+  Distance distance;
 };
 
 /// Holder for `SymmetricLossImpl` (a templated module cannot use `TORCH_MODULE`).
-template <class Similarity = NegativeCosine>
-class SymmetricLoss : public torch::nn::ModuleHolder<SymmetricLossImpl<Similarity>> {
+template <class Distance = NegativeCosine>
+class SymmetricLoss : public torch::nn::ModuleHolder<SymmetricLossImpl<Distance>> {
  public:
-  using torch::nn::ModuleHolder<SymmetricLossImpl<Similarity>>::ModuleHolder;
-  using Impl = SymmetricLossImpl<Similarity>;
+  using torch::nn::ModuleHolder<SymmetricLossImpl<Distance>>::ModuleHolder;
+  using Impl = SymmetricLossImpl<Distance>;
 };
 
 }  // namespace simsiam
