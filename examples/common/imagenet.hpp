@@ -10,13 +10,16 @@
 #include <simsiam/backbones/resnet.hpp>
 #include <simsiam/data/image.hpp>
 #include <simsiam/data/image_folder.hpp>
+#include <simsiam/data/loader.hpp>
 #include <simsiam/distributed/process_group.hpp>
+#include <simsiam/train/allocator.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace imagenet {
@@ -131,6 +134,38 @@ inline torch::Device pick_device(const std::string& name, int64_t local_rank) {
   }
   TORCH_CHECK(name == "auto", "--device: expected auto, cpu or cuda, got '", name, "'");
   return torch::kCPU;
+}
+
+/// Where this process runs: its device and its place among the ranks.
+struct Placement {
+  torch::Device device;
+  Ranks ranks;
+};
+
+/// How both programs start: the thread count (--threads), the device (--gpu, else --device with
+/// LOCAL_RANK's GPU), the process group, and a check that the total batch splits over the ranks.
+inline Placement place(const CommonFlags& config) {
+  simsiam::keep_freed_memory();
+  if (config.threads > 0) torch::set_num_threads(config.threads);
+  const auto local_rank = simsiam::distributed::DistributedOptions::from_env().local_rank();
+  const auto device = pick_device(config.gpu >= 0 ? "cuda" : config.device,
+                                  config.gpu >= 0 ? config.gpu : local_rank);
+  auto ranks = join(config.dist_url, config.dist_backend, device);
+  TORCH_CHECK(config.batch_size % ranks.world() == 0, "--batch-size ", config.batch_size,
+              " must be a multiple of the ", ranks.world(), " processes");
+  return {device, std::move(ranks)};
+}
+
+/// This rank's share of a total batch of --batch-size, with --workers, in the order of --seed.
+inline simsiam::LoaderOptions loader_options(const CommonFlags& config, const Ranks& ranks,
+                                             bool drop_last) {
+  return simsiam::LoaderOptions()
+      .batch_size(config.batch_size / ranks.world())
+      .workers(config.workers)
+      .seed(config.seed >= 0 ? static_cast<uint64_t>(config.seed) : 0)
+      .drop_last(drop_last)
+      .rank(ranks.rank())
+      .world_size(ranks.world());
 }
 
 /// main_lincls.py's validation transform, Resize(256) + CenterCrop(224) at 224 (the short side

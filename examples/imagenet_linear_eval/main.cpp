@@ -224,17 +224,10 @@ void write_results(const Config& config, double top1, double top5, double best1,
 
 int run(const Config& config) {
   const auto started = std::chrono::steady_clock::now();
-  simsiam::keep_freed_memory();
-  if (config.threads > 0) torch::set_num_threads(config.threads);
   if (!config.resume.empty()) {
     std::fprintf(stderr, "note: --resume is not supported by this program yet; it starts over\n");
   }
-  const auto local_rank = simsiam::distributed::DistributedOptions::from_env().local_rank();
-  const auto device = imagenet::pick_device(config.gpu >= 0 ? "cuda" : config.device,
-                                            config.gpu >= 0 ? config.gpu : local_rank);
-  const auto ranks = imagenet::join(config.dist_url, config.dist_backend, device);
-  TORCH_CHECK(config.batch_size % ranks.world() == 0, "--batch-size ", config.batch_size,
-              " must be a multiple of the ", ranks.world(), " processes");
+  const auto [device, ranks] = imagenet::place(config);
   const uint64_t seed = config.seed >= 0 ? static_cast<uint64_t>(config.seed) : 0;
   torch::manual_seed(seed);
 
@@ -254,13 +247,7 @@ int run(const Config& config) {
   simsiam::CosineSchedule schedule(*classifier.optimizer,
                                    simsiam::CosineScheduleOptions(config.epochs));
 
-  const auto loader_options = simsiam::LoaderOptions()
-                                  .batch_size(config.batch_size / ranks.world())
-                                  .workers(config.workers)
-                                  .seed(seed)
-                                  .drop_last(false)
-                                  .rank(ranks.rank())
-                                  .world_size(ranks.world());
+  const auto loader_options = imagenet::loader_options(config, ranks, /*drop_last=*/false);
   simsiam::Loader<OneViewSource> loader(train_source(std::move(train), config.image_size),
                                         loader_options);
   auto val_options = loader_options;

@@ -145,15 +145,8 @@ void print_notes(const Config& config) {
 
 int run(Config config) {
   const auto started = std::chrono::steady_clock::now();
-  simsiam::keep_freed_memory();
-  if (config.threads > 0) torch::set_num_threads(config.threads);
   print_notes(config);
-  const auto local_rank = simsiam::distributed::DistributedOptions::from_env().local_rank();
-  const auto device = imagenet::pick_device(config.gpu >= 0 ? "cuda" : config.device,
-                                            config.gpu >= 0 ? config.gpu : local_rank);
-  const auto ranks = imagenet::join(config.dist_url, config.dist_backend, device);
-  TORCH_CHECK(config.batch_size % ranks.world() == 0, "--batch-size ", config.batch_size,
-              " must be a multiple of the ", ranks.world(), " processes");
+  const auto [device, ranks] = imagenet::place(config);
   if (config.seed >= 0) torch::manual_seed(static_cast<uint64_t>(config.seed));
 
   // Data: DATA/train, the MoCo v2 recipe; crops on the CPU, the rest where the model trains.
@@ -161,13 +154,7 @@ int run(Config config) {
                              simsiam::ImageFolderOptions().index_cache(config.index_cache));
   const auto [crop, post] =
       simsiam::augment::split_crop(simsiam::augment::simsiam_imagenet(config.image_size));
-  const auto loader_options = simsiam::LoaderOptions()
-                                  .batch_size(config.batch_size / ranks.world())
-                                  .workers(config.workers)
-                                  .seed(config.seed >= 0 ? static_cast<uint64_t>(config.seed) : 0)
-                                  .drop_last(true)
-                                  .rank(ranks.rank())
-                                  .world_size(ranks.world());
+  const auto loader_options = imagenet::loader_options(config, ranks, /*drop_last=*/true);
 
   auto model = simsiam::SimSiam<simsiam::ResNet>(
       imagenet::make_backbone(config.arch),
