@@ -2,12 +2,13 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # What including SimSiam costs a translation unit, next to LibTorch alone: g++ -O2 -c of three
 # one-line files, `#include <torch/torch.h>`, `#include <simsiam/simsiam.hpp>` (the umbrella)
-# and every public header, each compiled RUNS times (default 4; the minimum is reported, as
-# this machine's timings swing by 20% between runs), with their preprocessed line counts.
+# and every public header, each compiled RUNS times (default 4, in alternating rounds; the
+# minimum is reported, as this machine's timings swing by 20% between runs), with the
+# compiler's memory total and the preprocessed line counts, which do not swing.
 #   bash benchmarks/compile_time.sh [RUNS]
+#   CXX=clang++ bash benchmarks/compile_time.sh [RUNS]   (any compiler; the memory column is g++'s)
 # Needs LibTorch's headers where find_package(Torch) finds them (Debian: libtorch-dev),
-# nlohmann-json3-dev, zlib1g-dev, libturbojpeg0-dev and libgloo-dev (for the data and
-# distributed headers).
+# zlib1g-dev, libturbojpeg0-dev and libgloo-dev (for the data and distributed headers).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RUNS="${1:-4}"
@@ -43,33 +44,57 @@ printf '#include <simsiam/simsiam.hpp>\n' >"$work/umbrella.cpp"
 (cd "$ROOT/include" && find simsiam -name '*.hpp' -not -path '*/detail/*' | sort |
   sed 's/.*/#include <&>/') >"$work/all.cpp"
 
-compile() {  # file -> seconds of the fastest of RUNS compiles
-  local best=""
-  for ((i = 0; i < RUNS; i++)); do
-    local start end
-    start=$(date +%s.%N)
-    eval "g++ -O2 -w $flags -c $work/$1.cpp -o $work/$1.o"
-    end=$(date +%s.%N)
-    best=$(python3 -c "t = $end - $start; b = '$best'; print(min(t, float(b)) if b else t)")
-  done
-  echo "$best"
-}
-lines() { eval "g++ -E $flags $work/$1.cpp" | wc -l; }
-
-torch_version="$(echo '#include <torch/version.h>' | eval "g++ -E -dM $flags -x c++ -" |
+CXX="${CXX:-g++}"
+torch_version="$(echo '#include <torch/version.h>' | eval "$CXX -E -dM $flags -x c++ -" |
   awk '$2 == "TORCH_VERSION" { print $3 }')"
-echo "g++ $(g++ -dumpfullversion), LibTorch $torch_version, fastest of $RUNS runs"
-base_time=$(compile torch); base_lines=$(lines torch)
-printf '%-34s %10s %8s %14s %8s\n' "translation unit" "seconds" "vs torch" "preprocessed" "vs torch"
-for unit in torch umbrella all; do
-  if [[ $unit == torch ]]; then t=$base_time; else t=$(compile "$unit"); fi
-  n=$(lines "$unit")
-  case $unit in
-    torch) name="<torch/torch.h>" ;;
-    umbrella) name="<simsiam/simsiam.hpp>" ;;
-    all) name="every public header ($(wc -l <"$work/all.cpp"))" ;;
-  esac
-  python3 -c "
-t, n, bt, bn = $t, $n, $base_time, $base_lines
-print('%-34s %10.2f %+7.1f%% %14d %+7.1f%%' % ('$name', t, 100 * (t / bt - 1), n, 100 * (n / bn - 1)))"
-done
+echo "$CXX $($CXX -dumpversion), LibTorch $torch_version, fastest of $RUNS rounds"
+# Rounds alternate the three units, so a slow spell of the machine hits all of them alike. CPU
+# seconds (user + system of the compiler) swing less than wall seconds. g++'s memory total
+# (-fmem-report) does not swing at all, but it is garbage-collected memory, not work: it can
+# grow with a header that costs no measurable time.
+python3 - "$work" "$RUNS" "$flags" "$CXX" <<'PY'
+import os, re, shlex, subprocess, sys, time
+work, runs, flags, cxx = sys.argv[1], int(sys.argv[2]), shlex.split(sys.argv[3]), sys.argv[4]
+flags = ["-std=gnu++17", "-O2", "-w", *flags]
+gnu = "clang" not in subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+units = [("torch", "<torch/torch.h>"), ("umbrella", "<simsiam/simsiam.hpp>"),
+         ("all", "every public header (%d)" % len(open(work + "/all.cpp").read().splitlines()))]
+
+def compile_once(unit):
+    source = "%s/%s.cpp" % (work, unit)
+    start = time.monotonic()
+    process = subprocess.Popen([cxx, *flags, "-c", source, "-o", source + ".o"])
+    _, status, usage = os.wait4(process.pid, 0)
+    assert status == 0, cxx + " failed on " + source
+    return time.monotonic() - start, usage.ru_utime + usage.ru_stime
+
+wall, cpu = {u: [] for u, _ in units}, {u: [] for u, _ in units}
+for _ in range(runs):
+    for unit, _ in units:
+        w, c = compile_once(unit)
+        wall[unit].append(w)
+        cpu[unit].append(c)
+
+def lines(unit):
+    out = subprocess.run([cxx, "-E", *flags, "%s/%s.cpp" % (work, unit)], check=True,
+                         capture_output=True, text=True).stdout
+    return out.count("\n")
+
+def memory(unit):
+    if not gnu: return float("nan")
+    err = subprocess.run([cxx, "-fmem-report", *flags, "-c",
+                          "%s/%s.cpp" % (work, unit), "-o", "/dev/null"], check=True,
+                         capture_output=True, text=True).stderr
+    total = re.search(r"^Total\s+(\d+)([kMG]?)", err, re.M)
+    return int(total.group(1)) * {"": 1e-6, "k": 1e-3, "M": 1.0, "G": 1e3}[total.group(2)]
+
+print("%-34s %15s %15s %16s %17s" % ("translation unit", "wall s (vs)", "CPU s (vs)",
+                                      "g++ MB (vs)", "lines (vs)"))
+base = None
+for unit, name in units:
+    row = (min(wall[unit]), min(cpu[unit]), memory(unit), lines(unit))
+    base = base or row
+    print("%-34s" % name + "".join(
+        " %7.2f (%+5.1f%%)" % (v, 100 * (v / b - 1)) if i < 2 else
+        " %8.0f (%+5.1f%%)" % (v, 100 * (v / b - 1)) for i, (v, b) in enumerate(zip(row, base))))
+PY

@@ -4,7 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "support/catch.hpp"
@@ -122,10 +124,12 @@ TEST_CASE("a resumed run drops the log rows of the epochs it redoes", "[train][l
   run("", std::make_shared<T::StopAfterEpoch>(1));  // 2 epochs logged, checkpoint at epoch 2
   const auto after_two = read_csv(dir / "metrics.csv");
   CHECK(after_two.size() == 1 + 6 + 2);
-  // As if the run had died after logging two steps of epoch 3.
+  // As if the run had died after logging a step of epoch 3, in the middle of its JSON line.
   {
     std::ofstream csv(dir / "metrics.csv", std::ios::app);
     csv << "step,2.33333333,7,-0.5,0.1,0.1,0.2,,100,0\n";
+    std::ofstream json(dir / "metrics.jsonl", std::ios::app);
+    json << R"({"kind":"step","epoch":2.3333333333333335,"step":7,"lo)";
   }
   run(dir / "checkpoint.pt", nullptr);
   const auto rows = read_csv(dir / "metrics.csv");
@@ -133,6 +137,42 @@ TEST_CASE("a resumed run drops the log rows of the epochs it redoes", "[train][l
   for (size_t i = 0; i < after_two.size(); ++i) CHECK(rows[i] == after_two[i]);
   CHECK(rows.back()[0] == "epoch");
   CHECK(rows.back()[1] == "3");
+  // The JSON lines were cut at the same place: one per CSV row, in the same order.
+  std::ifstream json_in(dir / "metrics.jsonl");
+  size_t row = 1;
+  for (std::string line; std::getline(json_in, line); ++row) {
+    INFO("line " << row << ": " << line);
+    REQUIRE(row < rows.size());
+    const auto record = nlohmann::json::parse(line);  // throws on a broken line
+    CHECK(record["kind"] == rows[row][0]);
+    CHECK(record["step"].get<int64_t>() == std::stoll(rows[row][2]));
+  }
+  CHECK(row == rows.size());
+}
+
+TEST_CASE("JSON text: escaped strings, numbers that read back exactly, keys in order",
+          "[train][logging]") {
+  using simsiam::detail::json_number;
+  using simsiam::detail::json_string;
+  // Read back by an independent parser.
+  const std::string name =
+      "a\"b\\c\nd\te\x01"
+      "f\x1f/\xc3\xa9";
+  CHECK(nlohmann::json::parse(json_string(name)).get<std::string>() == name);
+  CHECK(json_string("\x01") == "\"\\u0001\"");
+  for (const double x : {0.0, -0.0, 0.1, 1.0 / 3.0, 2.0 / 3.0, 1e-300, 4.9e-324, -2.5e17,
+                         std::numeric_limits<double>::max(), 0.30000000000000004}) {
+    INFO(json_number(x));
+    CHECK(nlohmann::json::parse(json_number(x)).get<double>() == x);
+  }
+  CHECK(json_number(0.1) == "0.1");  // the shortest form that reads back
+  CHECK(json_number(std::nan("")) == "null");
+  CHECK(json_number(-HUGE_VAL) == "null");
+  simsiam::detail::JsonObject object;
+  object.set("kind", json_string("step"));
+  object.set("loss", json_number(0.5));
+  object.set("kind", json_string("epoch"));  // keeps its place, takes the new value
+  CHECK(object.dump() == R"({"kind":"epoch","loss":0.5})");
 }
 
 TEST_CASE("any metric name is escaped in JSON lines, and any folder name can be plotted",
@@ -140,9 +180,10 @@ TEST_CASE("any metric name is escaped in JSON lines, and any folder name can be 
   T::ScratchDir scratch("metrics_names");
   const std::string dir = scratch / "it's a \"run\" $(x)";
   // A hook whose metric name needs escaping in JSON.
+  static const std::string kOdd = "a\"b\\c\n\x01";
   struct Odd : simsiam::Hook {
-    void on_step_end(simsiam::TrainState& state) override { state.step_metrics["a\"b\\c"] = 0.25; }
-    void on_epoch_end(simsiam::TrainState& state) override { state.epoch_metrics["a\"b\\c"] = 0.5; }
+    void on_step_end(simsiam::TrainState& state) override { state.step_metrics[kOdd] = 0.25; }
+    void on_epoch_end(simsiam::TrainState& state) override { state.epoch_metrics[kOdd] = 0.5; }
   };
   auto model = T::tiny_model();
   auto loader = T::tiny_loader();
@@ -156,7 +197,7 @@ TEST_CASE("any metric name is escaped in JSON lines, and any folder name can be 
   int64_t lines = 0;
   for (std::string line; std::getline(json_in, line); ++lines) {
     const auto record = nlohmann::json::parse(line);  // throws on a broken line
-    CHECK(record["a\"b\\c"].get<double>() == (record["kind"] == "epoch" ? 0.5 : 0.25));
+    CHECK(record[kOdd].get<double>() == (record["kind"] == "epoch" ? 0.5 : 0.25));
   }
   CHECK(lines == 6 + 2);
   if (have_gnuplot()) {

@@ -33,8 +33,6 @@
 #include <unistd.h>
 #endif
 
-#include <nlohmann/json.hpp>
-
 #include "simsiam/detail/file.hpp"
 #include "simsiam/train/hook.hpp"
 
@@ -62,6 +60,66 @@ inline std::string format_duration(double seconds) {
   }
   return text;
 }
+
+/// `text` as a JSON string (RFC 8259, section 7): quote and backslash escaped, control
+/// characters as `\u00XX`, other bytes (UTF-8) as they are.
+inline std::string json_string(const std::string& text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (byte < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(byte));
+      out += escaped;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+/// `value` as a JSON number, the shortest of 15-17 significant digits that reads back to the
+/// same double; `null` when it is not finite (JSON has no NaN or infinity).
+inline std::string json_number(double value) {
+  if (!std::isfinite(value)) return "null";
+  char text[32];
+  for (const int digits : {15, 16, 17}) {
+    std::snprintf(text, sizeof text, "%.*g", digits, value);
+    if (std::strtod(text, nullptr) == value) break;
+  }
+  return text;
+}
+
+/// A JSON object written in insertion order; a key set again keeps its place and takes the new
+/// value. (Hand-written rather than nlohmann_json: that header alone adds about 15% to the
+/// compile time of every file that includes the trainer.)
+class JsonObject {
+ public:
+  /// `value` is JSON text: `json_number(x)`, `json_string(s)`, `[...]`.
+  void set(const std::string& key, std::string value) {
+    for (auto& [existing, old] : fields_) {
+      if (existing == key) {
+        old = std::move(value);
+        return;
+      }
+    }
+    fields_.emplace_back(key, std::move(value));
+  }
+  std::string dump() const {
+    std::string out = "{";
+    for (const auto& [key, value] : fields_) {
+      if (out.size() > 1) out += ",";
+      out += json_string(key) + ":" + value;
+    }
+    return out + "}";
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::string>> fields_;
+};
 
 /// A finite number in shortest round-trip form; "" (CSV) or "null" (JSON) otherwise.
 inline std::string format_number(double value, const char* missing) {
@@ -209,7 +267,7 @@ struct MetricsLogOptions {
 /// Appends records to `<run_dir>/metrics.csv` and `<run_dir>/metrics.jsonl`: a "step" row every
 /// few steps and an "epoch" row per epoch, with epoch (fractional for steps), step, loss (the
 /// step's, or the epoch mean), lr of each group, collapse std, kNN top-1, images/s and data-wait
-/// fraction. JSON lines (written with nlohmann_json, so any metric name is escaped) also carry
+/// fraction. JSON lines (any metric name escaped) also carry
 /// every other metric hooks added; numbers that are not finite are null. A resumed run first
 /// drops the rows of epochs it will redo. The CSV header is written once per file; both files
 /// stay open during the run and each row is flushed as it is written.
@@ -266,11 +324,6 @@ class MetricsLog : public Hook {
       "collapse_std,knn_top1,images_per_s,data_wait_fraction";
 
  private:
-  /// A finite number, or JSON null.
-  static nlohmann::ordered_json number(double value) {
-    return std::isfinite(value) ? nlohmann::ordered_json(value) : nlohmann::ordered_json(nullptr);
-  }
-
   void write(const char* kind, double epoch, double loss, const std::map<std::string, double>& m,
              const TrainState& state) {
     const auto metric = [&](const char* name) {
@@ -292,16 +345,17 @@ class MetricsLog : public Hook {
          << format_number(state.images_per_second, "") << ","
          << format_number(state.data_wait_fraction, "") << std::endl;
 
-    nlohmann::ordered_json row;
-    row["kind"] = kind;
-    row["epoch"] = number(epoch);
-    row["step"] = state.global_step;
-    row["loss"] = number(loss);
-    row["lr"] = nlohmann::ordered_json::array();
-    for (const double lr : state.lrs) row["lr"].push_back(number(lr));
-    for (const auto& [name, value] : m) row[name] = number(value);
-    row["images_per_s"] = number(state.images_per_second);
-    row["data_wait_fraction"] = number(state.data_wait_fraction);
+    detail::JsonObject row;
+    row.set("kind", detail::json_string(kind));
+    row.set("epoch", detail::json_number(epoch));
+    row.set("step", std::to_string(state.global_step));
+    row.set("loss", detail::json_number(loss));
+    std::string lrs;
+    for (const double lr : state.lrs) lrs += (lrs.empty() ? "" : ",") + detail::json_number(lr);
+    row.set("lr", "[" + lrs + "]");
+    for (const auto& [name, value] : m) row.set(name, detail::json_number(value));
+    row.set("images_per_s", detail::json_number(state.images_per_second));
+    row.set("data_wait_fraction", detail::json_number(state.data_wait_fraction));
     json_ << row.dump() << std::endl;
     TORCH_CHECK(csv_ && json_, "simsiam::MetricsLog: cannot write to '", csv_path_, "' and '",
                 json_path_, "'");
@@ -326,13 +380,19 @@ class MetricsLog : public Hook {
     detail::write_file_atomically(kept, path, "simsiam::MetricsLog");
   }
   /// {the epoch column, whether it is an epoch row}; a row that cannot be read counts as
-  /// epoch infinity (dropped).
+  /// epoch infinity (dropped). `write` puts "kind" and "epoch" first (`JsonObject` keeps the
+  /// insertion order), so the two are read from the line's start without a JSON parser.
   static std::pair<double, bool> json_row_epoch(const std::string& line) {
-    const auto row = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!row.is_object() || !row.contains("epoch") || !row["epoch"].is_number()) {
-      return {HUGE_VAL, false};
-    }
-    return {row["epoch"].get<double>(), row.value("kind", "") == "epoch"};
+    static const std::string kStep = R"({"kind":"step","epoch":)";
+    static const std::string kEpoch = R"({"kind":"epoch","epoch":)";
+    const bool is_epoch_row = line.rfind(kEpoch, 0) == 0;
+    if (!is_epoch_row && line.rfind(kStep, 0) != 0) return {HUGE_VAL, false};
+    if (line.back() != '}') return {HUGE_VAL, false};  // cut short by a crash
+    const char* begin = line.c_str() + (is_epoch_row ? kEpoch : kStep).size();
+    char* end = nullptr;
+    const double value = std::strtod(begin, &end);
+    if (end == begin || *end != ',') return {HUGE_VAL, false};  // null: not finite
+    return {value, is_epoch_row};
   }
   static std::pair<double, bool> csv_row_epoch(const std::string& line) {
     const auto comma = line.find(',');
