@@ -156,10 +156,12 @@ inline Placement place(const CommonFlags& config) {
   return {device, std::move(ranks)};
 }
 
-/// This rank's share of a total batch of --batch-size, with --workers, in the order of --seed.
+/// This rank's share of a total batch of --batch-size, with --workers, in the order of --seed,
+/// pinned for `device` when it is a GPU.
 inline simsiam::LoaderOptions loader_options(const CommonFlags& config, const Ranks& ranks,
-                                             bool drop_last) {
+                                             torch::Device device, bool drop_last) {
   return simsiam::LoaderOptions()
+      .device(device)
       .batch_size(config.batch_size / ranks.world())
       .workers(config.workers)
       .seed(config.seed >= 0 ? static_cast<uint64_t>(config.seed) : 0)

@@ -247,7 +247,7 @@ int run(const Config& config) {
   simsiam::CosineSchedule schedule(*classifier.optimizer,
                                    simsiam::CosineScheduleOptions(config.epochs));
 
-  const auto loader_options = imagenet::loader_options(config, ranks, /*drop_last=*/false);
+  const auto loader_options = imagenet::loader_options(config, ranks, device, /*drop_last=*/false);
   simsiam::Loader<OneViewSource> loader(train_source(std::move(train), config.image_size),
                                         loader_options);
   auto val_options = loader_options;

@@ -154,7 +154,7 @@ int run(Config config) {
                              simsiam::ImageFolderOptions().index_cache(config.index_cache));
   const auto [crop, post] =
       simsiam::augment::split_crop(simsiam::augment::simsiam_imagenet(config.image_size));
-  const auto loader_options = imagenet::loader_options(config, ranks, /*drop_last=*/true);
+  const auto loader_options = imagenet::loader_options(config, ranks, device, /*drop_last=*/true);
 
   auto model = simsiam::SimSiam<simsiam::ResNet>(
       imagenet::make_backbone(config.arch),

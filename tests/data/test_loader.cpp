@@ -227,6 +227,28 @@ TEST_CASE("the loader is deterministic for a seed whatever the worker count", "[
   CHECK(serial[0].view1.sizes() == torch::IntArrayRef({8, 3, 16, 16}));
 }
 
+TEST_CASE("the loader pins only for a CUDA training device that exists", "[data][loader][errors]") {
+  simsiam::LabeledImages data{torch::zeros({4, 3, 8, 8}, torch::kUInt8),
+                              torch::arange(4, torch::kLong)};
+  using Source = simsiam::TensorSource<decltype(A::simsiam_cifar(8))>;
+  const auto make = [&](torch::Device device) {
+    return std::make_unique<simsiam::Loader<Source>>(
+        Source{data, A::simsiam_cifar(8)},
+        simsiam::LoaderOptions().batch_size(2).workers(0).device(device));
+  };
+  // A CPU device never pins, whatever LibTorch this is.
+  CHECK_FALSE(make(torch::kCPU)->next()->view1.is_pinned());
+  const auto gpus = static_cast<int64_t>(torch::cuda::device_count());
+  CHECK_THROWS_WITH(make(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(gpus))),
+                    Contains("expected one of the " + std::to_string(gpus) + " CUDA devices") &&
+                        Contains("cuda:" + std::to_string(gpus)));
+  if (gpus == 0) {
+    CHECK_THROWS_WITH(make(torch::kCUDA), Contains("use torch::kCPU"));
+  } else {
+    CHECK(make(torch::Device(torch::kCUDA, 0))->next()->view1.is_pinned());
+  }
+}
+
 TEST_CASE("bad images met by the loader are skipped, named and limited", "[data][loader][errors]") {
   const auto root = make_tree("loader_bad", /*with_bad=*/true);
   const auto [crop, post] = simsiam::augment::split_crop(A::simsiam_imagenet(24));

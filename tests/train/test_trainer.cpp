@@ -307,3 +307,35 @@ TEST_CASE("view_transform augments both views on the device, the same way on eve
   CHECK(T::identical(*first, *second));
   CHECK_FALSE(T::identical(*first, *plain));
 }
+
+TEST_CASE("cuDNN's benchmark mode is on during fit only for a CUDA device, then restored",
+          "[train][trainer]") {
+  auto& context = at::globalContext();
+  const bool before = context.benchmarkCuDNN();
+  {
+    const simsiam::detail::CudnnBenchmarkScope on(true);
+    CHECK(context.benchmarkCuDNN());
+    {
+      const simsiam::detail::CudnnBenchmarkScope off(false);
+      CHECK_FALSE(context.benchmarkCuDNN());
+    }
+    CHECK(context.benchmarkCuDNN());
+  }
+  CHECK(context.benchmarkCuDNN() == before);
+  // A CPU run leaves the process-wide flag as the caller set it, during the run and after.
+  struct Observe : simsiam::Hook {
+    std::vector<bool> seen;
+    void on_step_end(simsiam::TrainState&) override {
+      seen.push_back(at::globalContext().benchmarkCuDNN());
+    }
+  };
+  for (const bool user_setting : {false, true}) {
+    context.setBenchmarkCuDNN(user_setting);
+    auto observe = std::make_shared<Observe>();
+    train("", 1, "", observe);
+    REQUIRE(observe->seen.size() == 3);
+    for (const bool seen : observe->seen) CHECK(seen == user_setting);
+    CHECK(context.benchmarkCuDNN() == user_setting);
+  }
+  context.setBenchmarkCuDNN(before);
+}

@@ -14,6 +14,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -54,7 +55,12 @@ struct LoaderOptions {
   /// This process's shard of each epoch (DistributedSampler's rank and num_replicas).
   TORCH_ARG(int64_t, rank) = 0;
   TORCH_ARG(int64_t, world_size) = 1;
-  /// Copy batches to pinned memory when CUDA is available (for non-blocking copies).
+  /// The training device. With a CUDA device (and `pin_memory`), batches are put in pinned
+  /// (page-locked) host memory, so that their copies to the device do not block, by threads
+  /// whose current device is this one: no rank of a multi-GPU run opens a context on GPU 0.
+  TORCH_ARG(torch::Device, device) = torch::kCPU;
+  /// Pin batches when `device` is a CUDA device (as DataLoader's pin_memory and
+  /// pin_memory_device); never for a CPU device.
   TORCH_ARG(bool, pin_memory) = true;
   /// More skipped images than this in one epoch is an error; -1 never fails.
   TORCH_ARG(int64_t, max_bad_images) = 100;
@@ -71,6 +77,14 @@ struct LoaderOptions {
     TORCH_CHECK(world_size() > 0 && rank() >= 0 && rank() < world_size(), kWhere,
                 ": expected 0 <= rank < world_size, got rank ", rank(), " and world_size ",
                 world_size());
+    TORCH_CHECK(device().is_cpu() || device().is_cuda(), kWhere,
+                ": expected a CPU or CUDA device, got ", device());
+    if (device().is_cuda()) {
+      const auto count = static_cast<int64_t>(torch::cuda::device_count());
+      TORCH_CHECK(std::max<int64_t>(device().index(), 0) < count, kWhere, ": expected one of the ",
+                  count, " CUDA devices this LibTorch sees, got ", device(),
+                  count == 0 ? " (a CPU-only LibTorch, or no GPU: use torch::kCPU)" : "");
+    }
   }
 };
 
@@ -186,7 +200,8 @@ class Loader {
                   epoch_, ", more than max_bad_images = ", options_.max_bad_images(),
                   " (last: ", bad.back().name, ": ", bad.back().reason, ")");
     }
-    if (batch.view1.defined() && options_.pin_memory() && torch::cuda::is_available()) {
+    if (batch.view1.defined() && options_.pin_memory() && options_.device().is_cuda()) {
+      const c10::DeviceGuard on_device(options_.device());  // pinned for this GPU's context
       batch.view1 = batch.view1.pin_memory();
       batch.view2 = batch.view2.pin_memory();
     }

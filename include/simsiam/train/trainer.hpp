@@ -63,6 +63,10 @@ struct TrainerOptions {
   TORCH_ARG(std::optional<torch::ScalarType>, amp_dtype) = std::nullopt;
   /// Convert 4-D weights and the input batches to channels_last (faster convolutions on GPUs).
   TORCH_ARG(bool, channels_last) = false;
+  /// On a CUDA device, let cuDNN time its convolution algorithms and keep the fastest during
+  /// `fit` (`torch.backends.cudnn.benchmark = True`, as main_simsiam.py sets); the previous
+  /// setting is restored afterwards. Off: results are reproducible run to run.
+  TORCH_ARG(bool, cudnn_benchmark) = true;
   /// Augmentations run on the device after the copy, for loaders that only decode and crop on
   /// the CPU (a preset's colour jitter, blur, flip and normalisation on the GPU). Each step's
   /// CPU generator is seeded from (view_transform_seed, global step, rank): a resumed run draws
@@ -115,6 +119,21 @@ struct TrainResult {
 };
 
 namespace detail {
+
+/// Sets cuDNN's benchmark mode for a scope and restores the previous setting (a process-wide
+/// flag, read when a convolution is first planned).
+class CudnnBenchmarkScope {
+ public:
+  explicit CudnnBenchmarkScope(bool enabled) : previous_(at::globalContext().benchmarkCuDNN()) {
+    at::globalContext().setBenchmarkCuDNN(enabled);
+  }
+  ~CudnnBenchmarkScope() { at::globalContext().setBenchmarkCuDNN(previous_); }
+  CudnnBenchmarkScope(const CudnnBenchmarkScope&) = delete;
+  CudnnBenchmarkScope& operator=(const CudnnBenchmarkScope&) = delete;
+
+ private:
+  bool previous_;
+};
 
 template <class M, class = void>
 struct has_features : std::false_type {};
@@ -187,6 +206,9 @@ class Trainer {
   /// Trains from epoch 0, or from the checkpoint in `options.resume`, up to `options.epochs`.
   TrainResult fit() {
     const auto started = Clock::now();
+    const detail::CudnnBenchmarkScope cudnn(
+        at::globalContext().benchmarkCuDNN() ||
+        (options_.cudnn_benchmark() && options_.device().is_cuda()));
     const auto hooks = all_hooks();
     TrainState state = initial_state();
     prepare_model();
