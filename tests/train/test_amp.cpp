@@ -56,3 +56,41 @@ TEST_CASE("GradScaler unscales, skips steps with inf gradients, backs off and gr
   simsiam::GradScaler off(simsiam::GradScalerOptions().enabled(false));
   CHECK(off.scale(loss).item<float>() == 3.0f);
 }
+
+TEST_CASE("GradScaler unscales each device and dtype group, sees NaN, and never grows to inf",
+          "[train][amp]") {
+  // Two dtypes make two groups (one fused check-and-unscale each where LibTorch has it).
+  auto a = torch::ones({3}, torch::requires_grad());
+  auto b = torch::ones({2}, torch::dtype(torch::kDouble).requires_grad(true));
+  torch::optim::SGD sgd({a, b}, torch::optim::SGDOptions(1.0));
+  simsiam::GradScaler scaler(simsiam::GradScalerOptions().init_scale(8).growth_interval(1));
+  const auto loss =
+      (a * torch::tensor({1.0f, 2.0f, 3.0f})).sum() + (b * 4.0).sum().to(torch::kFloat);
+  scaler.scale(loss).backward();
+  CHECK(scaler.step(sgd));
+  CHECK(torch::equal(a, torch::tensor({0.0f, -1.0f, -2.0f})));  // exact: 8 is a power of two
+  CHECK(torch::equal(b, torch::full({2}, -3.0, torch::kDouble)));
+  scaler.update();
+  CHECK(scaler.current_scale() == 16);  // growth after 1 clean step
+  CHECK(torch::equal(scaler.state(), torch::tensor({16.0, 0.0}, torch::kDouble)));
+
+  // A NaN in the second group alone skips the step for both.
+  a.mutable_grad() = torch::ones({3});
+  b.mutable_grad() = torch::tensor({1.0, std::nan("")}, torch::kDouble);
+  const auto a_before = a.detach().clone(), b_before = b.detach().clone();
+  CHECK_FALSE(scaler.step(sgd));
+  CHECK(torch::equal(a, a_before));
+  CHECK(torch::equal(b.isnan(), b_before.isnan()));
+  scaler.update();
+  CHECK(scaler.current_scale() == 8);
+
+  // torch.amp's rule: a growth that would overflow float32 keeps the scale.
+  simsiam::GradScaler big(simsiam::GradScalerOptions().init_scale(3e38).growth_interval(1));
+  auto w = torch::ones({1}, torch::requires_grad());
+  torch::optim::SGD plain({w}, torch::optim::SGDOptions(0.0));
+  big.scale(w.sum() * 1e-38).backward();
+  CHECK(big.step(plain));
+  big.update();
+  CHECK(big.current_scale() == static_cast<double>(3e38f));
+  CHECK_THROWS_WITH(simsiam::GradScaler().step(plain), Contains("step() before scale(loss)"));
+}

@@ -8,8 +8,10 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 namespace simsiam {
 
@@ -83,12 +85,15 @@ struct GradScalerOptions {
 
 /// Dynamic loss scaling for float16 training: `scale(loss).backward()`, then `step(optimizer)`
 /// unscales the gradients and skips the step when any is inf/NaN, and `update()` adjusts the
-/// scale (backoff after an overflow, growth after `growth_interval` clean steps). Disabled, it
-/// passes everything through.
+/// scale (backoff after an overflow, growth after `growth_interval` clean steps). As in
+/// torch.amp.GradScaler, the scale and the count of clean steps are tensors on the loss's device:
+/// the unscale is one fused check-and-unscale per device and dtype (per gradient on the CPU
+/// before LibTorch 2.4, which lacks the fused CPU kernel), the update runs on the device, and
+/// `step` reads one number from the device to decide. Disabled, it passes everything through.
 class GradScaler {
  public:
   explicit GradScaler(GradScalerOptions options = {})
-      : options(options), scale_(options.init_scale()) {
+      : options(options), initial_scale_(options.init_scale()) {
     TORCH_CHECK(options.init_scale() > 0 && options.growth_factor() > 1 &&
                     options.backoff_factor() > 0 && options.backoff_factor() < 1 &&
                     options.growth_interval() > 0,
@@ -96,63 +101,124 @@ class GradScaler {
                 "backoff_factor < 1 and growth_interval > 0");
   }
 
-  torch::Tensor scale(const torch::Tensor& loss) const {
-    return options.enabled() ? loss * scale_ : loss;
+  /// `loss` times the scale; the scale lives on the device of the first loss it scales.
+  torch::Tensor scale(const torch::Tensor& loss) {
+    if (!options.enabled()) return loss;
+    if (!scale_.defined()) {
+      scale_ = torch::full({1}, initial_scale_, loss.options().dtype(torch::kFloat));
+      clean_steps_ = torch::full({1}, initial_clean_steps_, loss.options().dtype(torch::kInt));
+    }
+    return loss * scale_.squeeze(0).to(loss.device(), /*non_blocking=*/true);
   }
 
   /// Unscales the gradients in place, then steps unless one of them is inf/NaN. Returns whether
-  /// it stepped. One host synchronisation per call.
+  /// it stepped. One host read per call.
   bool step(torch::optim::Optimizer& optimizer) {
     if (!options.enabled()) {
       optimizer.step();
       return true;
     }
-    torch::NoGradGuard no_grad;
-    torch::Tensor all_finite;
-    for (auto& group : optimizer.param_groups()) {
-      for (auto& p : group.params()) {
-        if (!p.grad().defined()) continue;
-        p.grad().mul_(1.0 / scale_);
-        const auto finite = torch::isfinite(p.grad()).all();
-        all_finite = all_finite.defined() ? all_finite.logical_and(finite) : finite;
-      }
-    }
-    found_inf_ = all_finite.defined() && !all_finite.item<bool>();
-    if (!found_inf_) optimizer.step();
-    return !found_inf_;
+    TORCH_CHECK(scale_.defined(), "simsiam::GradScaler: step() before scale(loss)");
+    found_inf_ = unscale(optimizer);
+    const bool skip = found_inf_.item<float>() > 0;
+    if (!skip) optimizer.step();
+    return !skip;
   }
 
-  /// Adjusts the scale after `step`.
+  /// Adjusts the scale after `step`, on the device (torch.amp's rules).
   void update() {
-    if (!options.enabled()) return;
-    if (found_inf_) {
-      scale_ *= options.backoff_factor();
-      clean_steps_ = 0;
-    } else if (++clean_steps_ == options.growth_interval()) {
-      scale_ *= options.growth_factor();
-      clean_steps_ = 0;
+    if (!options.enabled() || !found_inf_.defined()) return;
+    if (fused_kernels(scale_.device())) {
+      at::_amp_update_scale_(scale_, clean_steps_, found_inf_, options.growth_factor(),
+                             options.backoff_factor(), options.growth_interval());
+    } else {
+      torch::NoGradGuard no_grad;
+      const auto overflow = found_inf_ > 0;
+      const auto clean = torch::where(overflow, torch::zeros_like(clean_steps_), clean_steps_ + 1);
+      const auto grown = scale_ * options.growth_factor();
+      const auto grow = clean.eq(options.growth_interval()).logical_and(torch::isfinite(grown));
+      scale_.copy_(torch::where(overflow, scale_ * options.backoff_factor(),
+                                torch::where(grow, grown, scale_)));
+      clean_steps_.copy_(
+          torch::where(clean.eq(options.growth_interval()), torch::zeros_like(clean), clean));
     }
+    found_inf_ = torch::Tensor();
   }
 
-  double current_scale() const { return scale_; }
+  /// The current scale (a host read: for logs and tests).
+  double current_scale() const { return scale_.defined() ? scale_.item<double>() : initial_scale_; }
   /// The scale and the clean-step count, for checkpoints.
   torch::Tensor state() const {
-    return torch::tensor({scale_, static_cast<double>(clean_steps_)}, torch::kDouble);
+    if (!scale_.defined()) {
+      return torch::tensor({initial_scale_, static_cast<double>(initial_clean_steps_)},
+                           torch::kDouble);
+    }
+    return torch::cat({scale_.to(torch::kDouble), clean_steps_.to(torch::kDouble)}).cpu();
   }
   void load_state(const torch::Tensor& state) {
     TORCH_CHECK(state.defined() && state.numel() == 2,
                 "simsiam::GradScaler: expected a state of 2 values, got ", state.sizes());
     const auto values = state.to(torch::kDouble).contiguous();
-    scale_ = values[0].item<double>();
-    clean_steps_ = static_cast<int64_t>(values[1].item<double>());
+    initial_scale_ = values[0].item<double>();
+    initial_clean_steps_ = static_cast<int64_t>(values[1].item<double>());
+    scale_ = clean_steps_ = found_inf_ = torch::Tensor();  // made again by the next scale()
   }
 
   GradScalerOptions options;
 
  private:
-  double scale_;
-  int64_t clean_steps_ = 0;
-  bool found_inf_ = false;
+  // LibTorch has CPU kernels of the fused check-and-unscale and update from 2.4 on.
+  static bool fused_kernels(const torch::Device& device) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    return device.is_cuda() || device.is_cpu();
+#else
+    return device.is_cuda();
+#endif
+  }
+
+  /// Divides every gradient by the scale; returns a 1-element float tensor on the scale's
+  /// device, positive when some gradient holds inf or NaN.
+  torch::Tensor unscale(torch::optim::Optimizer& optimizer) const {
+    torch::NoGradGuard no_grad;
+    struct Group {
+      torch::Device device;
+      torch::ScalarType dtype;
+      std::vector<torch::Tensor> grads;
+    };
+    std::vector<Group> groups;
+    for (auto& group : optimizer.param_groups()) {
+      for (auto& p : group.params()) {
+        if (!p.grad().defined()) continue;
+        const auto& grad = p.grad();
+        auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) {
+          return g.device == grad.device() && g.dtype == grad.scalar_type();
+        });
+        if (it == groups.end())
+          it = groups.insert(groups.end(), {grad.device(), grad.scalar_type(), {}});
+        it->grads.push_back(grad);
+      }
+    }
+    const auto inv_scale = scale_.to(torch::kDouble).reciprocal().to(torch::kFloat);
+    auto found_inf = torch::zeros({1}, scale_.options().dtype(torch::kFloat));
+    for (auto& group : groups) {
+      auto found = torch::zeros({1}, inv_scale.options().device(group.device));
+      const auto inv = inv_scale.to(group.device, /*non_blocking=*/true);
+      if (fused_kernels(group.device)) {
+        at::_amp_foreach_non_finite_check_and_unscale_(group.grads, found, inv);
+      } else {
+        for (auto& grad : group.grads) {
+          grad.mul_(inv);
+          found.add_(torch::isfinite(grad).all().logical_not());
+        }
+      }
+      found_inf.add_(found.to(found_inf.device(), /*non_blocking=*/true));
+    }
+    return found_inf;
+  }
+
+  double initial_scale_;
+  int64_t initial_clean_steps_ = 0;
+  torch::Tensor scale_, clean_steps_, found_inf_;
 };
 
 }  // namespace simsiam
