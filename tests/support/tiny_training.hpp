@@ -49,14 +49,15 @@ inline Loader<TinySource> tiny_loader() {
   return Loader<TinySource>(TinySource{tiny_data(), augment::simsiam_grayscale(12)}, options);
 }
 
-/// Trainer options that keep the console quiet.
+/// Trainer options that keep the console quiet; every step logged, with its collapse std.
 inline TrainerOptions quiet_options(int64_t epochs, const std::string& run_dir) {
   static std::FILE* null_stream = std::fopen("/dev/null", "w");
   return TrainerOptions()
       .epochs(epochs)
       .run_dir(run_dir)
       .progress(ProgressBarOptions().plain(true).stream(null_stream))
-      .metrics(MetricsLogOptions().every(1));
+      .metrics(MetricsLogOptions().every(1))
+      .collapse(CollapseMonitorOptions().every(1));
 }
 
 /// A fresh folder under the system's temporary directory, removed with the object.

@@ -2,6 +2,9 @@
 // CollapseMonitor on collapsed and healthy models; KnnMonitor on a problem with a known answer.
 #include "simsiam/train/monitors.hpp"
 
+#include <numeric>
+#include <vector>
+
 #include "support/catch.hpp"
 
 #include "support/tiny_training.hpp"
@@ -27,7 +30,7 @@ void feed(simsiam::CollapseMonitor& monitor, T::TinyModel& model, const torch::T
 TEST_CASE("the collapse monitor fires on a collapsed model and not on a healthy one",
           "[train][monitor][collapse]") {
   const auto x = torch::randn({32, 1, 12, 12});
-  const auto options = simsiam::CollapseMonitorOptions().patience(5).stop(true);
+  const auto options = simsiam::CollapseMonitorOptions().patience(5).stop(true).every(1);
   {
     auto healthy = T::tiny_model();
     simsiam::CollapseMonitor monitor(options);
@@ -57,7 +60,7 @@ TEST_CASE("the collapse monitor fires on a collapsed model and not on a healthy 
     auto collapsed = T::tiny_model();
     torch::NoGradGuard no_grad;
     for (auto& p : collapsed->backbone()->parameters()) p.zero_();
-    simsiam::CollapseMonitor monitor(simsiam::CollapseMonitorOptions().patience(5));
+    simsiam::CollapseMonitor monitor(simsiam::CollapseMonitorOptions().patience(5).every(1));
     simsiam::TrainState state;
     feed(monitor, collapsed, x, 8, state);
     CHECK(monitor.fired());
@@ -65,6 +68,56 @@ TEST_CASE("the collapse monitor fires on a collapsed model and not on a healthy 
   }
   CHECK_THROWS_WITH(simsiam::CollapseMonitor(simsiam::CollapseMonitorOptions().patience(0)),
                     Contains("patience > 0"));
+}
+
+TEST_CASE("the collapse monitor reads the device every N steps with the same statistics",
+          "[train][monitor][collapse]") {
+  const auto x = torch::randn({32, 1, 12, 12});
+  auto model = T::tiny_model();
+  // Ten steps of different z: the per-step values, read one by one.
+  std::vector<torch::Tensor> zs;
+  std::vector<double> values;
+  double sum = 0.0;
+  {
+    torch::NoGradGuard no_grad;
+    for (int i = 0; i < 10; ++i) {
+      zs.push_back(model->encode(x * (1.0 + 0.1 * i) + 0.05 * i));
+      values.push_back(simsiam::functional::collapse_std(zs.back()).item<double>());
+      sum += values.back();
+    }
+  }
+  simsiam::CollapseMonitor monitor(simsiam::CollapseMonitorOptions().every(4));
+  simsiam::TrainState state;
+  monitor.on_epoch_begin(state);
+  for (int64_t step = 1; step <= 10; ++step) {
+    state.step_metrics.clear();
+    state.global_step = step;
+    state.z1 = zs[static_cast<size_t>(step - 1)];
+    monitor.on_step_end(state);
+    if (step % 4 == 0) {
+      CHECK(state.step_metrics.at("collapse_std") == values[static_cast<size_t>(step - 1)]);
+      CHECK(state.epoch_metrics.at("collapse_std") ==
+            std::accumulate(values.begin(), values.begin() + step, 0.0) /
+                static_cast<double>(step));
+    } else {
+      CHECK(state.step_metrics.count("collapse_std") == 0);  // not read at this step
+    }
+  }
+  monitor.on_epoch_end(state);  // reads steps 9 and 10
+  CHECK(state.epoch_metrics.at("collapse_std") == sum / 10);
+
+  // A collapse is seen at the next read, and named at the step where patience ran out.
+  auto collapsed = T::tiny_model();
+  torch::NoGradGuard no_grad;
+  for (auto& p : collapsed->backbone()->parameters()) p.zero_();
+  simsiam::CollapseMonitor late(simsiam::CollapseMonitorOptions().patience(5).stop(true).every(4));
+  simsiam::TrainState collapsing;
+  feed(late, collapsed, x, 20, collapsing);
+  CHECK(collapsing.stop);
+  CHECK(collapsing.global_step == 8);
+  CHECK_THAT(collapsing.stop_reason, Contains("for 5 steps") && Contains("step 5"));
+  CHECK_THROWS_WITH(simsiam::CollapseMonitor(simsiam::CollapseMonitorOptions().every(0)),
+                    Contains("every > 0"));
 }
 
 TEST_CASE("the kNN monitor reports the known accuracy of a toy problem", "[train][monitor][knn]") {

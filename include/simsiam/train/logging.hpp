@@ -260,7 +260,9 @@ class ProgressBar : public Hook {
 
 /// Options of `MetricsLog`.
 struct MetricsLogOptions {
-  /// A step row every `every` optimiser steps (0: epoch rows only).
+  /// A step row every `every` optimiser steps (0: epoch rows only). Its collapse std is there
+  /// when the collapse monitor read it at that step (every `CollapseMonitorOptions::every`
+  /// steps, also 50 by default).
   TORCH_ARG(int64_t, every) = 50;
 };
 

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "simsiam/eval/collapse.hpp"
 #include "simsiam/eval/features.hpp"
@@ -28,17 +29,23 @@ struct CollapseMonitorOptions {
   TORCH_ARG(int64_t, patience) = 100;
   /// End the run when it fires, instead of only warning.
   TORCH_ARG(bool, stop) = false;
+  /// Read the values from the device every `every` steps (global step a multiple of it) and at
+  /// each epoch's end, in one copy: the steps between add no host synchronisation. The step
+  /// metric is there on those steps, and a warning comes at most `every - 1` steps late.
+  TORCH_ARG(int64_t, every) = 50;
 };
 
-/// Computes `functional::collapse_std(z1)` every step (metric "collapse_std", its epoch mean in
-/// the epoch metrics) and fires when it stays under threshold_ratio / sqrt(d) for `patience`
-/// consecutive steps: a warning on stderr, and with `stop` the end of the run.
+/// Computes `functional::collapse_std(z1)` every step (metric "collapse_std" on the steps it
+/// reads, its epoch mean in the epoch metrics) and fires when it stays under
+/// threshold_ratio / sqrt(d) for `patience` consecutive steps: a warning on stderr, and with
+/// `stop` the end of the run.
 class CollapseMonitor : public Hook {
  public:
   explicit CollapseMonitor(CollapseMonitorOptions options = {}) : options(options) {
-    TORCH_CHECK(options.threshold_ratio() > 0 && options.patience() > 0,
-                "simsiam::CollapseMonitor: expected threshold_ratio > 0 and patience > 0, got ",
-                options.threshold_ratio(), " and ", options.patience());
+    TORCH_CHECK(options.threshold_ratio() > 0 && options.patience() > 0 && options.every() > 0,
+                "simsiam::CollapseMonitor: expected threshold_ratio > 0, patience > 0 and "
+                "every > 0, got ",
+                options.threshold_ratio(), ", ", options.patience(), " and ", options.every());
   }
 
   void on_epoch_begin(TrainState& /*state*/) override {
@@ -48,36 +55,13 @@ class CollapseMonitor : public Hook {
 
   void on_step_end(TrainState& state) override {
     if (!state.z1.defined()) return;
-    const double value = functional::collapse_std(state.z1).item<double>();
-    state.step_metrics[metrics::kCollapseStd] = value;
-    sum_ += value;
-    state.epoch_metrics[metrics::kCollapseStd] = sum_ / static_cast<double>(++count_);
-    const double healthy = 1.0 / std::sqrt(static_cast<double>(state.z1.size(1)));
-    threshold_ = options.threshold_ratio() * healthy;
-    low_steps_ = value < threshold_ ? low_steps_ + 1 : 0;
-    if (low_steps_ < options.patience()) {
-      fired_ = false;
-      return;
-    }
-    if (!fired_) {
-      fired_ = true;
-      char message[320];
-      std::snprintf(message, sizeof message,
-                    "collapse: the std of l2-normalised z has stayed under %.2g for %lld steps "
-                    "(now %.3g; outputs spread over the sphere give 1/sqrt(%lld) = %.3g) at epoch "
-                    "%lld, step %lld",
-                    threshold_, static_cast<long long>(low_steps_), value,
-                    static_cast<long long>(state.z1.size(1)), healthy,
-                    static_cast<long long>(state.epoch + 1),
-                    static_cast<long long>(state.global_step));
-      last_message_ = message;
-      std::fprintf(stderr, "\nwarning: %s\n", message);
-      if (options.stop()) {
-        state.stop = true;
-        state.stop_reason = last_message_;
-      }
-    }
+    pending_.push_back(functional::collapse_std(state.z1).reshape({1}));  // stays on the device
+    pending_steps_.push_back(state.global_step);
+    dim_ = state.z1.size(1);
+    if (state.global_step % options.every() == 0) read(state, /*step_metric=*/true);
   }
+
+  void on_epoch_end(TrainState& state) override { read(state, /*step_metric=*/false); }
 
   /// Whether the std is currently under the threshold for `patience` steps or more.
   bool fired() const { return fired_; }
@@ -86,10 +70,52 @@ class CollapseMonitor : public Hook {
   CollapseMonitorOptions options;
 
  private:
+  /// The pending values in one device-to-host copy, observed in order.
+  void read(TrainState& state, bool step_metric) {
+    if (pending_.empty()) return;
+    const auto values = torch::cat(pending_).to(torch::kCPU, torch::kDouble).contiguous();
+    const double* value = values.data_ptr<double>();
+    for (size_t i = 0; i < pending_.size(); ++i) observe(value[i], pending_steps_[i], state);
+    if (step_metric) state.step_metrics[metrics::kCollapseStd] = value[pending_.size() - 1];
+    state.epoch_metrics[metrics::kCollapseStd] = sum_ / static_cast<double>(count_);
+    pending_.clear();
+    pending_steps_.clear();
+  }
+
+  void observe(double value, int64_t step, TrainState& state) {
+    sum_ += value;
+    ++count_;
+    const double healthy = 1.0 / std::sqrt(static_cast<double>(dim_));
+    threshold_ = options.threshold_ratio() * healthy;
+    low_steps_ = value < threshold_ ? low_steps_ + 1 : 0;
+    if (low_steps_ < options.patience()) {
+      fired_ = false;
+      return;
+    }
+    if (fired_) return;
+    fired_ = true;
+    char message[320];
+    std::snprintf(message, sizeof message,
+                  "collapse: the std of l2-normalised z has stayed under %.2g for %lld steps "
+                  "(now %.3g; outputs spread over the sphere give 1/sqrt(%lld) = %.3g) at epoch "
+                  "%lld, step %lld",
+                  threshold_, static_cast<long long>(low_steps_), value,
+                  static_cast<long long>(dim_), healthy, static_cast<long long>(state.epoch + 1),
+                  static_cast<long long>(step));
+    last_message_ = message;
+    std::fprintf(stderr, "\nwarning: %s\n", message);
+    if (options.stop()) {
+      state.stop = true;
+      state.stop_reason = last_message_;
+    }
+  }
+
   double sum_ = 0.0, threshold_ = 0.0;
-  int64_t count_ = 0, low_steps_ = 0;
+  int64_t count_ = 0, low_steps_ = 0, dim_ = 1;
   bool fired_ = false;
   std::string last_message_;
+  std::vector<torch::Tensor> pending_;
+  std::vector<int64_t> pending_steps_;
 };
 
 /// Options of `KnnMonitor`.
