@@ -203,7 +203,7 @@ class Loader {
     if (batch.view1.defined() && options_.pin_memory() && options_.device().is_cuda()) {
       const c10::DeviceGuard on_device(options_.device());  // pinned for this GPU's context
       batch.view1 = batch.view1.pin_memory();
-      batch.view2 = batch.view2.pin_memory();
+      if (batch.view2.defined()) batch.view2 = batch.view2.pin_memory();  // one-view sources
     }
     return batch;
   }
