@@ -99,6 +99,31 @@ struct Twin : D::Communicator {
   int64_t collectives = 0;
 };
 
+/// Passes everything on to `inner`, counting the blocking collectives (the gradients'
+/// asynchronous all-reduces are not counted).
+struct Counting : D::Communicator {
+  explicit Counting(D::Communicator& inner) : inner(inner) {}
+  int64_t rank() const override { return inner.rank(); }
+  int64_t world_size() const override { return inner.world_size(); }
+  void all_reduce_sum(std::vector<torch::Tensor>& tensors) override {
+    ++blocking;
+    inner.all_reduce_sum(tensors);
+  }
+  D::PendingWork all_reduce_sum_async(torch::Tensor tensor) override {
+    return inner.all_reduce_sum_async(std::move(tensor));
+  }
+  void broadcast(std::vector<torch::Tensor>& tensors, int64_t root) override {
+    ++blocking;
+    inner.broadcast(tensors, root);
+  }
+  void barrier() override {
+    ++blocking;
+    inner.barrier();
+  }
+  D::Communicator& inner;
+  int64_t blocking = 0;
+};
+
 /// A loader that hands out only its first `limit` batches of each epoch while announcing all:
 /// a rank whose loader skipped batches of bad images.
 struct ShortLoader {
@@ -283,11 +308,49 @@ TEST_CASE("a non-finite loss on one rank stops both with the same error",
       run.trainer.fit();
     } catch (const c10::Error& e) {
       const std::string message = e.what_without_backtrace();
-      if (message.find("nan at epoch 1, step 1 of 3 (global step 1)") != std::string::npos)
+      // Both name rank 1's step, the earliest (rank 0's own loss turns NaN one step later),
+      // and both went back to the weights broadcast at the start.
+      const auto state = flat_state(*run.model);
+      const bool rolled_back =
+          torch::isfinite(state).all().item<bool>() && same_on_all_ranks(group, state);
+      if (message.find("nan at epoch 1, step 1 of 3 (global step 1) on rank 1") !=
+              std::string::npos &&
+          rolled_back)
         return true;
-      std::fprintf(stderr, "rank %d: %s\n", rank, message.c_str());
+      std::fprintf(stderr, "rank %d (rolled back: %d): %s\n", rank, rolled_back ? 1 : 0,
+                   message.c_str());
     }
     return false;
+  });
+  CHECK(codes == std::vector<int>{0, 0});
+}
+
+TEST_CASE("the trainer's ranks exchange one message per step", "[distributed][trainer]") {
+  const int64_t port = T::test_port(19);
+  const auto codes = T::run_ranks(2, [&](int rank) {
+    auto group = join(rank, port);
+    Counting counting(group);
+    // Per-process BatchNorm: SyncBatchNorm's own collectives are not the trainer's.
+    ShardedRun run(rank, &counting, "", 2, /*sync_batch_norm=*/false);
+    struct Count : simsiam::Hook {
+      explicit Count(const Counting& c) : counting(c) {}
+      void on_step_end(simsiam::TrainState&) override { at_step.push_back(counting.blocking); }
+      const Counting& counting;
+      std::vector<int64_t> at_step;
+    };
+    auto count = std::make_shared<Count>(counting);
+    run.trainer.add_hook(count);
+    const auto result = run.trainer.fit();
+    bool ok = count->at_step.size() == 6;  // 3 steps per epoch
+    for (size_t i : {1, 2, 4, 5}) ok = ok && count->at_step[i] - count->at_step[i - 1] == 1;
+    // The epoch's loss is the same on both ranks (their mean).
+    ok = ok &&
+         same_on_all_ranks(group, torch::tensor({result.last_epoch.at("loss")}, torch::kDouble));
+    if (!ok) {
+      for (const auto c : count->at_step)
+        std::fprintf(stderr, "rank %d: %lld\n", rank, static_cast<long long>(c));
+    }
+    return ok;
   });
   CHECK(codes == std::vector<int>{0, 0});
 }

@@ -3,8 +3,12 @@
 #include "simsiam/train/trainer.hpp"
 
 #include <cmath>
+#include <fstream>
 #include <limits>
 #include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "simsiam/optim/lars.hpp"
 #include "support/catch.hpp"
@@ -36,6 +40,19 @@ T::TinyModel train(const std::string& run_dir, int64_t epochs, const std::string
   if (result != nullptr) *result = out;
   return model;
 }
+
+/// The loss, times NaN from its `from`-th call on.
+struct NanLossFrom {
+  explicit NanLossFrom(int from) : from(from) {}
+  torch::Tensor operator()(const torch::Tensor& p1, const torch::Tensor& p2,
+                           const torch::Tensor& z1, const torch::Tensor& z2) {
+    const auto value = loss(p1, p2, z1, z2);
+    return ++*calls >= from ? value * std::nan("") : value;
+  }
+  int from;
+  std::shared_ptr<int> calls = std::make_shared<int>(0);
+  simsiam::SymmetricLoss<> loss;
+};
 
 }  // namespace
 
@@ -98,15 +115,6 @@ TEST_CASE("the trainer keeps the predictor at its initial lr while the encoder's
 TEST_CASE("a non-finite loss stops the run before the weights change and keeps the checkpoint",
           "[train][trainer][guard]") {
   // The loss turns NaN at the 5th step (epoch 2, step 2); epoch 1 was checkpointed.
-  struct NanLoss {
-    std::shared_ptr<int> calls = std::make_shared<int>(0);
-    simsiam::SymmetricLoss<> loss;
-    torch::Tensor operator()(const torch::Tensor& p1, const torch::Tensor& p2,
-                             const torch::Tensor& z1, const torch::Tensor& z2) {
-      const auto value = loss(p1, p2, z1, z2);
-      return ++*calls >= 5 ? value * std::nan("") : value;
-    }
-  };
   struct Snapshot : simsiam::Hook {
     void on_step_end(simsiam::TrainState& state) override {
       weights.clear();
@@ -120,7 +128,7 @@ TEST_CASE("a non-finite loss stops the run before the weights change and keeps t
   auto sgd = simsiam::make_sgd(model, kRecipe);
   auto schedule = simsiam::make_cosine_schedule(sgd, kRecipe, 3);
   simsiam::Trainer trainer(model, loader, sgd, &schedule, T::quiet_options(3, dir.str()),
-                           NanLoss{});
+                           NanLossFrom(5));
   auto snapshot = std::make_shared<Snapshot>();
   trainer.add_hook(snapshot);
   CHECK_THROWS_WITH(
@@ -137,6 +145,110 @@ TEST_CASE("a non-finite loss stops the run before the weights change and keeps t
   CHECK(state.epoch == 1);
   CHECK(state.step == 3);
   CHECK_FALSE(std::filesystem::exists(dir / "checkpoint.pt.tmp"));
+}
+
+namespace {
+
+/// Copies of the parameters, buffers and momentum buffers after each step, and the step of
+/// the loss each step's hooks saw.
+struct RecordEverything : simsiam::Hook {
+  explicit RecordEverything(torch::optim::SGD& sgd) : sgd(sgd) {}
+  void on_step_end(simsiam::TrainState& state) override {
+    std::vector<torch::Tensor> all;
+    for (const auto& p : state.model->parameters()) all.push_back(p.detach().clone());
+    for (const auto& b : state.model->buffers()) all.push_back(b.clone());
+    for (const auto& p : state.model->parameters()) {
+      const auto it = sgd.state().find(
+          simsiam::detail::param_state_key<std::decay_t<decltype(sgd.state())>>(p));
+      if (it == sgd.state().end()) continue;
+      all.push_back(
+          static_cast<torch::optim::SGDParamState&>(*it->second).momentum_buffer().clone());
+    }
+    after_step.push_back(all);
+    loss_steps.push_back(state.loss_step);
+    losses.push_back(state.loss);
+  }
+  torch::optim::SGD& sgd;
+  std::vector<std::vector<torch::Tensor>> after_step;
+  std::vector<int64_t> loss_steps;
+  std::vector<double> losses;
+};
+
+std::vector<torch::Tensor> everything(simsiam::testing::TinyModel& model, torch::optim::SGD& sgd) {
+  RecordEverything record(sgd);
+  simsiam::TrainState state;
+  state.model = model.ptr().get();
+  record.on_step_end(state);
+  return record.after_step.front();
+}
+
+bool all_equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!torch::equal(a[i], b[i])) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("losses read every few steps: same training, reads only on those steps",
+          "[train][trainer][guard]") {
+  // 3 steps per epoch: reads every 2 steps land on steps 2, 4 and 6, and at the epoch ends
+  // (after step 3's hooks).
+  const auto run = [](std::optional<int64_t> read_every, simsiam::TrainResult& result,
+                      std::vector<int64_t>* loss_steps, const std::string& run_dir = "") {
+    auto model = T::tiny_model();
+    auto loader = T::tiny_loader();
+    auto sgd = simsiam::make_sgd(model, kRecipe);
+    auto schedule = simsiam::make_cosine_schedule(sgd, kRecipe, 2);
+    simsiam::Trainer trainer(model, loader, sgd, &schedule,
+                             T::quiet_options(2, run_dir).read_every(read_every));
+    auto record = std::make_shared<RecordEverything>(sgd);
+    trainer.add_hook(record);
+    result = trainer.fit();
+    if (loss_steps != nullptr) *loss_steps = record->loss_steps;
+    return model;
+  };
+  T::ScratchDir dir("read_every");
+  simsiam::TrainResult every_step, every_two;
+  std::vector<int64_t> loss_steps;
+  const auto reference = run(std::nullopt, every_step, nullptr);
+  const auto deferred = run(2, every_two, &loss_steps, dir.str());
+  CHECK(T::identical(*reference, *deferred));
+  CHECK(every_two.last_epoch.at("loss") == every_step.last_epoch.at("loss"));  // bit for bit
+  CHECK(loss_steps == std::vector<int64_t>{0, 2, 2, 4, 4, 6});
+  // Step rows only where the step's loss was read (metrics every step): steps 2, 4 and 6.
+  std::ifstream csv(dir / "metrics.csv");
+  int step_rows = 0;
+  for (std::string line; std::getline(csv, line);) step_rows += line.rfind("step,", 0) == 0;
+  CHECK(step_rows == 3);
+  CHECK_THROWS_WITH(T::quiet_options(1, "").read_every(0).check(),
+                    Contains("expected read_every > 0, got 0"));
+}
+
+TEST_CASE("a non-finite loss found at a later read puts back the last good read's state",
+          "[train][trainer][guard]") {
+  // NaN from the 5th step (epoch 2, step 2); reads every 4 steps and at the epoch ends (3, 4,
+  // 6): the read after step 6 finds it and goes back to the state after step 4.
+  T::ScratchDir dir("nan_deferred");
+  auto model = T::tiny_model();
+  auto loader = T::tiny_loader();
+  auto sgd = simsiam::make_sgd(model, kRecipe);
+  auto schedule = simsiam::make_cosine_schedule(sgd, kRecipe, 3);
+  simsiam::Trainer trainer(model, loader, sgd, &schedule,
+                           T::quiet_options(3, dir.str()).read_every(4), NanLossFrom(5));
+  auto record = std::make_shared<RecordEverything>(sgd);
+  trainer.add_hook(record);
+  CHECK_THROWS_WITH(
+      trainer.fit(),
+      Contains("the loss is nan at epoch 2, step 2 of 3 (global step 5)") &&
+          Contains("back to those after global step 4, the last read that found every loss") &&
+          Contains("last good checkpoint is '" + (dir / "checkpoint.pt") + "' (epoch 1)"));
+  REQUIRE(record->after_step.size() == 6);  // steps 5 and 6 ran: nothing read them yet
+  CHECK_FALSE(all_equal(record->after_step[5], record->after_step[3]));
+  CHECK(all_equal(everything(model, sgd), record->after_step[3]));  // after step 4
+  CHECK(record->loss_steps == std::vector<int64_t>{0, 0, 0, 4, 4, 4});
 }
 
 TEST_CASE("bad trainer options and resume files fail with a clear message", "[train][trainer]") {
@@ -233,6 +345,16 @@ TEST_CASE("one process: the replicas are a no-op", "[train][trainer]") {
   const auto agreed = alone.agree(/*has_batch=*/false, /*stop=*/true);
   CHECK(agreed.ranks_with_batch == 0);
   CHECK(agreed.stop);
+  simsiam::distributed::StepReport report;
+  report.bad_step = 12;
+  report.bad_value = -std::numeric_limits<double>::infinity();
+  report.sum = 1.5;
+  const auto verdict = alone.agree(report);
+  CHECK(verdict.bad_rank == 0);
+  CHECK(verdict.bad_step == 12);
+  CHECK(verdict.bad_value == report.bad_value);
+  CHECK(verdict.sum == 1.5);
+  CHECK(alone.agree(simsiam::distributed::StepReport()).bad_rank == -1);
   CHECK(alone.gather(7) == std::vector<int64_t>{7});
   auto model = T::tiny_model();
   const auto before = model->parameters()[0].clone();

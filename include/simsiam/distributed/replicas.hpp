@@ -16,10 +16,27 @@
 
 namespace simsiam::distributed {
 
+/// What one rank brings to the exchange before a step.
+struct StepReport {
+  bool has_batch = true;  ///< its loader gave a batch
+  bool stop = false;      ///< it asked to stop
+  /// The first global step whose loss it read as not finite (0: none), and that loss.
+  int64_t bad_step = 0;
+  double bad_value = 0.0;
+  /// A number summed over the ranks (the trainer's epoch loss, at the epoch's end).
+  double sum = 0.0;
+};
+
 /// What the ranks agreed on before a step.
 struct StepAgreement {
   int64_t ranks_with_batch = 1;  ///< ranks whose loader gave a batch
   bool stop = false;             ///< some rank asked to stop
+  /// The rank that read the earliest non-finite loss (the lowest on a tie), or -1; its step
+  /// and value.
+  int64_t bad_rank = -1;
+  int64_t bad_step = 0;
+  double bad_value = 0.0;
+  double sum = 0.0;  ///< of the ranks' `StepReport::sum`
 };
 
 /// A model attached to the ranks (see `Replicas::attach`): while it lives, rank 0's state has
@@ -77,12 +94,50 @@ class Replicas {
   /// may run short) and whether some rank asked to stop. Every rank then takes the same branch,
   /// and the collectives stay paired.
   StepAgreement agree(bool has_batch, bool stop) const {
-    if (size() == 1) return {has_batch ? 1 : 0, stop};
-    std::vector<torch::Tensor> flags{
-        torch::tensor({has_batch ? 1.0 : 0.0, stop ? 1.0 : 0.0}, torch::kDouble)};
-    communicator_->all_reduce_sum(flags);
-    const auto values = flags[0].accessor<double, 1>();
-    return {static_cast<int64_t>(values[0]), values[1] > 0};
+    StepReport report;
+    report.has_batch = has_batch;
+    report.stop = stop;
+    return agree(report);
+  }
+  /// The same exchange, also carrying each rank's non-finite loss, if it read one, and a sum:
+  /// still one collective (a rank's step and value go in its own slots, the others add zeros).
+  StepAgreement agree(const StepReport& report) const {
+    StepAgreement agreed;
+    agreed.ranks_with_batch = report.has_batch ? 1 : 0;
+    agreed.stop = report.stop;
+    agreed.sum = report.sum;
+    if (size() == 1) {
+      if (report.bad_step > 0) {
+        agreed.bad_rank = 0;
+        agreed.bad_step = report.bad_step;
+        agreed.bad_value = report.bad_value;
+      }
+      return agreed;
+    }
+    constexpr int64_t kFixed = 3;  // has_batch, stop, sum; then (bad_step, bad_value) per rank
+    std::vector<torch::Tensor> values{torch::zeros({kFixed + 2 * size()}, torch::kDouble)};
+    auto* v = values[0].data_ptr<double>();
+    v[0] = report.has_batch ? 1.0 : 0.0;
+    v[1] = report.stop ? 1.0 : 0.0;
+    v[2] = report.sum;
+    if (report.bad_step > 0) {
+      v[kFixed + 2 * rank()] = static_cast<double>(report.bad_step);
+      v[kFixed + 2 * rank() + 1] = report.bad_value;  // nan + 0 and inf + 0 keep their value
+    }
+    communicator_->all_reduce_sum(values);
+    v = values[0].data_ptr<double>();
+    agreed.ranks_with_batch = static_cast<int64_t>(v[0]);
+    agreed.stop = v[1] > 0;
+    agreed.sum = v[2];
+    for (int64_t r = 0; r < size(); ++r) {
+      const auto step = static_cast<int64_t>(v[kFixed + 2 * r]);
+      if (step > 0 && (agreed.bad_rank < 0 || step < agreed.bad_step)) {
+        agreed.bad_rank = r;
+        agreed.bad_step = step;
+        agreed.bad_value = v[kFixed + 2 * r + 1];
+      }
+    }
+    return agreed;
   }
   /// `value` of every rank, in rank order.
   std::vector<int64_t> gather(int64_t value) const {

@@ -25,11 +25,15 @@ struct TrainState {
   int64_t steps_per_epoch = 0;  ///< as the loader reports it
   int64_t global_step = 0;      ///< optimiser steps done in the whole run
 
-  double loss = 0.0;                ///< the last step's loss (mean over the ranks)
-  int64_t batch_size = 0;           ///< images in the last batch, over all ranks
-  torch::Tensor z1, z2;             ///< the last step's (detached) projections
-  std::vector<double> lrs;          ///< lr of each parameter group
-  double epoch_loss = 0.0;          ///< mean loss of the epoch so far
+  /// The loss of step `loss_step`, the latest the trainer read from the device (every
+  /// `TrainerOptions::read_every` steps and at each epoch's end); this rank's own.
+  double loss = 0.0;
+  int64_t loss_step = 0;
+  int64_t batch_size = 0;   ///< images in the last batch, over all ranks
+  torch::Tensor z1, z2;     ///< the last step's (detached) projections
+  std::vector<double> lrs;  ///< lr of each parameter group
+  /// Mean loss of the epoch's steps read so far; at the epoch's end, the mean over the ranks.
+  double epoch_loss = 0.0;
   double images_per_second = 0.0;   ///< this epoch so far, over all ranks
   double data_wait_fraction = 0.0;  ///< of this epoch's time spent waiting for the loader
   double seconds = 0.0;             ///< since the run (or the resumed part) started

@@ -260,9 +260,10 @@ class ProgressBar : public Hook {
 
 /// Options of `MetricsLog`.
 struct MetricsLogOptions {
-  /// A step row every `every` optimiser steps (0: epoch rows only). Its collapse std is there
-  /// when the collapse monitor read it at that step (every `CollapseMonitorOptions::every`
-  /// steps, also 50 by default).
+  /// A step row every `every` optimiser steps (0: epoch rows only), on those of them where
+  /// the trainer read the loss (every `TrainerOptions::read_every` steps). Its collapse std is
+  /// there when the collapse monitor read it at that step (every `CollapseMonitorOptions::every`
+  /// steps; all three are 50 by default on a GPU).
   TORCH_ARG(int64_t, every) = 50;
 };
 
@@ -302,6 +303,7 @@ class MetricsLog : public Hook {
 
   void on_step_end(TrainState& state) override {
     if (options_.every() == 0 || state.global_step % options_.every() != 0) return;
+    if (state.loss_step != state.global_step) return;  // no loss of this step to write
     const double epoch = static_cast<double>(state.epoch) +
                          static_cast<double>(state.step_in_epoch) /
                              static_cast<double>(std::max<int64_t>(1, state.steps_per_epoch));

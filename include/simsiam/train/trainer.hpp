@@ -32,6 +32,7 @@
 #include "simsiam/train/hook.hpp"
 #include "simsiam/train/logging.hpp"
 #include "simsiam/train/monitors.hpp"
+#include "simsiam/train/snapshot.hpp"
 
 namespace simsiam {
 
@@ -55,6 +56,14 @@ struct TrainerOptions {
   TORCH_ARG(std::string, resume) = "";
   /// Step the schedule before every iteration instead of before every epoch.
   TORCH_ARG(bool, schedule_per_step) = false;
+  /// Read the steps' losses from the device every `read_every` optimiser steps (global step a
+  /// multiple of it) and at each epoch's end, all in one copy; the steps between wait for
+  /// nothing. Unset: every step for one process on the CPU, where a read costs nothing, and
+  /// every 50 steps otherwise. Read every step in one process, the loss is checked before
+  /// backward; otherwise a step whose loss was not finite is found at the next read, and the
+  /// weights, buffers and optimiser state go back to the last read that found all finite (the
+  /// trainer keeps one copy of them on the device for that).
+  TORCH_ARG(std::optional<int64_t>, read_every) = std::nullopt;
   /// Where the model trains; batches are copied there (non-blocking from pinned memory).
   TORCH_ARG(torch::Device, device) = torch::kCPU;
   /// Mixed precision: autocast in `amp_dtype` (default float16 on CUDA, bfloat16 on CPU), with
@@ -96,6 +105,8 @@ struct TrainerOptions {
     TORCH_CHECK(epochs() > 0, kWhere, ": expected epochs > 0, got ", epochs());
     TORCH_CHECK(checkpoint_every() > 0, kWhere, ": expected checkpoint_every > 0, got ",
                 checkpoint_every());
+    TORCH_CHECK(read_every().value_or(1) > 0, kWhere, ": expected read_every > 0, got ",
+                read_every().value_or(1));
     TORCH_CHECK(resume().empty() || std::filesystem::is_regular_file(resume()), kWhere,
                 ": the checkpoint to resume from, '", resume(), "', does not exist");
     TORCH_CHECK(!amp() || device().is_cuda() || device().is_cpu(), kWhere,
@@ -146,8 +157,16 @@ struct has_features<
 
 /// The SimSiam loop, as `train()` in main_simsiam.py: per epoch `loader.set_epoch(e)` and a
 /// schedule step; then for each batch the two views go to the device, `model->forward(x1, x2)`
-/// gives {p1, p2, z1, z2}, `loss(p1, p2, z1, z2)` is checked to be finite, then zero_grad,
-/// backward, optimiser step and the hooks.
+/// gives {p1, p2, z1, z2}, then `loss(p1, p2, z1, z2)`, zero_grad, backward, optimiser step and
+/// the hooks.
+///
+/// A step waits for the device only where it must: the losses stay there and are read in one
+/// copy every `read_every` steps and at each epoch's end (float16 loss scaling adds the
+/// scaler's one read per step, as torch.amp's does). A loss that is not finite never reaches
+/// the weights that the trainer leaves: read before backward when reading every step in one
+/// process, otherwise found at the next read, which puts back the weights, buffers and
+/// optimiser state of the last read that found every loss finite; either way the run stops
+/// with an error naming the step.
 ///
 /// - `Model`: a module holder whose forward takes two views and returns `SimSiamOutput`-like
 ///   {p1, p2, z1, z2} (`SimSiam<Backbone>` or your own); `features(x)`, when present, feeds
@@ -168,11 +187,13 @@ struct has_features<
 ///
 /// With `options.communicator` on N ranks (one process each, every rank calling `fit`): rank 0's
 /// weights go to all ranks, BatchNorm is synchronised, gradients are averaged during backward,
-/// the loss is the mean over the ranks (so a non-finite loss stops every rank with the same
-/// error), a hook that stops the run on one rank stops it on all, and only rank 0 writes files
+/// and the ranks exchange one small message per step (who has a batch, who asks to stop, who
+/// read a non-finite loss). A non-finite loss on any rank stops every rank with the same error,
+/// a hook that stops the run on one rank stops it on all, and only rank 0 writes files
 /// (checkpoints, metrics, plot, progress bar); every rank learns whether rank 0 could write the
-/// checkpoint. Every rank must plan the same number of batches per epoch (checked); a rank whose
-/// loader runs short ends the epoch on every rank.
+/// checkpoint. A step's loss is the rank's own (main_simsiam.py logs rank 0's); the epoch's
+/// loss is the mean over the ranks. Every rank must plan the same number of batches per epoch
+/// (checked); a rank whose loader runs short ends the epoch on every rank.
 template <class Model, class Loader, class Optimizer = torch::optim::SGD,
           class Loss = SymmetricLoss<>>
 class Trainer {
@@ -193,7 +214,13 @@ class Trainer {
         optimizer_(optimizer),
         schedule_(schedule),
         loss_(std::move(loss)),
-        replicas_(options_.communicator()) {
+        replicas_(options_.communicator()),
+        read_every_(options_.read_every().value_or(
+            options_.device().is_cpu() && replicas_.size() == 1 ? 1 : 50)),
+        // Reading before backward needs no copy of the weights; it is the only way for an
+        // optimiser whose state the snapshot cannot copy.
+        check_before_backward_((read_every_ == 1 && replicas_.size() == 1) ||
+                               !detail::TrainingSnapshot::supports(optimizer)) {
     if (options_.default_hooks())
       collapse_ = std::make_shared<CollapseMonitor>(options_.collapse());
     scaler_.options.enabled(options_.amp() && options_.resolved_amp_dtype() == torch::kHalf);
@@ -215,6 +242,9 @@ class Trainer {
     if (!options_.resume().empty()) resume(state);
     const auto attached =
         replicas_.attach(*model_, options_.sync_batch_norm(), options_.data_parallel());
+    bad_.reset();  // from an earlier call that failed
+    losses_ = detail::PendingLosses();
+    if (!check_before_backward_) take_snapshot(state);
     // Rank 0's run folder decides for all: the others join its checkpoint agreement even when
     // they were given no folder.
     const bool checkpoints = replicas_.any(replicas_.is_main() && !options_.run_dir().empty());
@@ -247,9 +277,15 @@ class Trainer {
  private:
   /// What one optimiser step gives the hooks.
   struct StepResult {
-    double loss = 0.0;  ///< mean over the ranks
+    torch::Tensor loss;  ///< detached, on the device
     torch::Tensor z1, z2;
     int64_t batch_size = 0;  ///< this rank's
+  };
+
+  /// A non-finite loss this rank read, not yet agreed on by the ranks.
+  struct BadLoss {
+    int64_t step = 0;  ///< global, 1-based
+    double value = 0.0;
   };
 
   /// Trains one epoch; false when a hook stopped it before its end.
@@ -260,9 +296,16 @@ class Trainer {
     while (auto batch = next_batch(state, timer)) {
       if (schedule_ && options_.schedule_per_step()) step_schedule();
       auto step = train_step(*batch, state, attached);
+      losses_.add(step.loss, state.global_step + 1);
       record_step(state, step, timer, started);
+      if (state.global_step % read_every_ == 0) read_losses(state, timer);
       for (auto& hook : hooks) hook->on_step_end(state);
       if (state.stop && replicas_.size() == 1) break;  // several ranks agree at the next step
+    }
+    read_losses(state, timer);
+    if (replicas_.size() > 1) {  // the ranks' verdicts on their last losses, and the epoch mean
+      const auto agreed = agree(state, true, state.epoch_loss);
+      state.epoch_loss = agreed.sum / static_cast<double>(replicas_.size());
     }
     if (state.stop && state.step_in_epoch < state.steps_per_epoch) return false;
     attached.align_buffers();  // before anything evaluates or saves them
@@ -286,8 +329,11 @@ class Trainer {
       step.z1 = out.z1.detach();
       step.z2 = out.z2.detach();
     }
-    step.loss = replicas_.mean(loss.template item<double>());
-    if (!std::isfinite(step.loss)) non_finite(step.loss, state);
+    step.loss = loss.detach();
+    if (check_before_backward_) {
+      const double value = replicas_.mean(loss.template item<double>());
+      if (!std::isfinite(value)) non_finite(value, state);
+    }
     optimizer_.zero_grad();
     scaler_.scale(loss).backward();
     attached.synchronize_gradients();
@@ -320,13 +366,15 @@ class Trainer {
   struct EpochTimer {
     Clock::time_point start = Clock::now();
     double waited = 0.0;
-    double loss_sum = 0.0;
+    double loss_sum = 0.0;  ///< of the losses read so far
+    int64_t losses_read = 0;
     int64_t images = 0;
   };
 
   void begin_epoch(TrainState& state, const Hooks& hooks, int64_t epoch) {
     state.epoch = epoch;
     state.step_in_epoch = 0;
+    epoch_first_step_ = state.global_step;
     state.epoch_loss = 0.0;
     state.images_per_second = state.data_wait_fraction = 0.0;
     state.epoch_metrics.clear();
@@ -340,12 +388,12 @@ class Trainer {
 
   /// The loader's next batch, or nothing when the epoch ends: at the loader's end, when some rank
   /// ran short, or when some rank asked to stop.
-  std::optional<Batch> next_batch(TrainState& state, EpochTimer& timer) const {
+  std::optional<Batch> next_batch(TrainState& state, EpochTimer& timer) {
     const auto wait_start = Clock::now();
     auto batch = loader_.next();
     timer.waited += seconds_since(wait_start);
     if (replicas_.size() == 1) return batch;
-    const auto agreed = agree(batch.has_value(), state);
+    const auto agreed = agree(state, batch.has_value());
     if (agreed.stop) return std::nullopt;
     if (agreed.ranks_with_batch < replicas_.size()) {
       if (agreed.ranks_with_batch > 0 && replicas_.is_main()) {
@@ -368,17 +416,59 @@ class Trainer {
     ++state.step_in_epoch;
     state.batch_size = step.batch_size * replicas_.size();
     timer.images += state.batch_size;
-    timer.loss_sum += step.loss;
     const double seconds = seconds_since(timer.start);
-    state.loss = step.loss;
     state.z1 = std::move(step.z1);
     state.z2 = std::move(step.z2);
     state.lrs = current_lrs();
-    state.epoch_loss = timer.loss_sum / static_cast<double>(state.step_in_epoch);
     state.images_per_second = seconds > 0 ? static_cast<double>(timer.images) / seconds : 0.0;
     state.data_wait_fraction = seconds > 0 ? timer.waited / seconds : 0.0;
     state.seconds = seconds_since(started);
     state.step_metrics.clear();
+  }
+
+  /// The losses since the last read, in one copy: the loss the hooks see, the epoch's mean so
+  /// far, and the guard. One process fails here on a non-finite loss; several keep it for the
+  /// next exchange, so that all of them stop together.
+  void read_losses(TrainState& state, EpochTimer& timer) {
+    if (losses_.empty()) return;
+    const auto read = losses_.read();
+    for (const double value : read.values) timer.loss_sum += value;
+    timer.losses_read += static_cast<int64_t>(read.values.size());
+    state.loss = read.values.back();
+    state.loss_step = read.steps.back();
+    state.epoch_loss = timer.loss_sum / static_cast<double>(timer.losses_read);
+    if (read.first_bad >= 0 && !bad_) {
+      const auto i = static_cast<size_t>(read.first_bad);
+      bad_ = BadLoss{read.steps[i], read.values[i]};
+    }
+    if (replicas_.size() > 1) {
+      // Once every rank has said its losses were finite.
+      snapshot_due_ = !bad_ && !check_before_backward_;
+    } else if (bad_) {
+      roll_back(state, 0, *bad_);
+    } else if (!check_before_backward_) {
+      take_snapshot(state);
+    }
+  }
+
+  void take_snapshot(const TrainState& state) {
+    snapshot_.take(*model_, optimizer_, state.global_step);
+    snapshot_due_ = false;
+  }
+
+  /// Puts back the last snapshot and fails naming the step (the reads never span an epoch).
+  [[noreturn]] void roll_back(const TrainState& state, int64_t rank, const BadLoss& bad) {
+    snapshot_.restore(*model_, optimizer_);
+    const std::string where =
+        replicas_.size() > 1 ? " on rank " + std::to_string(rank) : std::string();
+    TORCH_CHECK(false, "simsiam::Trainer: the loss is ", bad.value, " at epoch ", state.epoch + 1,
+                ", step ", bad.step - epoch_first_step_, " of ", state.steps_per_epoch,
+                " (global step ", bad.step, ")", where,
+                "; the weights, buffers and optimiser state are back to those after global step ",
+                snapshot_.step(), ", the last read that found every loss finite. ",
+                last_good_checkpoint(),
+                " Lower the learning rate, or check the inputs for NaN/inf.");
+    std::abort();  // unreachable: TORCH_CHECK(false) throws
   }
 
   static double seconds_since(Clock::time_point start) {
@@ -451,16 +541,31 @@ class Trainer {
     }
   }
 
-  /// A stop asked for on one rank (a collapse monitor sees its own batch) stops every rank.
-  distributed::StepAgreement agree(bool has_batch, TrainState& state) const {
-    const auto agreed = replicas_.agree(has_batch, state.stop);
+  /// The ranks' one exchange before a step (and at an epoch's end): a non-finite loss read on
+  /// any rank rolls every rank back and stops it with the same error; once all read theirs as
+  /// finite, the snapshot moves forward; a stop asked for on one rank (a collapse monitor sees
+  /// its own batch) stops every rank. `sum` is summed over the ranks.
+  distributed::StepAgreement agree(TrainState& state, bool has_batch, double sum = 0.0) {
+    distributed::StepReport report;
+    report.has_batch = has_batch;
+    report.stop = state.stop;
+    report.sum = sum;
+    if (bad_) {
+      report.bad_step = bad_->step;
+      report.bad_value = bad_->value;
+    }
+    const auto agreed = replicas_.agree(report);
+    if (agreed.bad_rank >= 0) {
+      roll_back(state, agreed.bad_rank, BadLoss{agreed.bad_step, agreed.bad_value});
+    }
+    if (snapshot_due_) take_snapshot(state);
     if (agreed.stop && !state.stop) {
       state.stop = true;
       state.stop_reason = "another rank stopped the run";
     }
     return agreed;
   }
-  void agree_on_stop(TrainState& state) const { agree(true, state); }
+  void agree_on_stop(TrainState& state) { agree(state, true); }
 
   void step_schedule() {
     schedule_.step();
@@ -544,10 +649,16 @@ class Trainer {
     // A finite loss does not prove finite weights (an inf gradient without the scaler): never
     // replace the last good checkpoint with a broken one. Every rank checks (the replicas are
     // equal), so all of them stop here together.
-    for (const auto& item : model_->named_parameters()) {
-      TORCH_CHECK(torch::isfinite(item.value()).all().template item<bool>(),
-                  "simsiam::Trainer: parameter '", item.key(), "' holds NaN or inf after epoch ",
-                  epochs_done, "; no checkpoint written for it. ", last_good_checkpoint());
+    const auto params = model_->named_parameters();
+    std::vector<torch::Tensor> finite;
+    for (const auto& item : params)
+      finite.push_back(torch::isfinite(item.value()).all().reshape({1}));
+    const auto flags = torch::cat(finite).to(torch::kCPU);  // one read for all of them
+    for (size_t i = 0; i < params.size(); ++i) {
+      TORCH_CHECK(flags[static_cast<int64_t>(i)].template item<bool>(),
+                  "simsiam::Trainer: parameter '", params[i].key(),
+                  "' holds NaN or inf after epoch ", epochs_done,
+                  "; no checkpoint written for it. ", last_good_checkpoint());
     }
     // Rank 0 writes for all; the others learn whether it could, rather than wait for it at the
     // next collective when it could not (disk full).
@@ -652,6 +763,13 @@ class Trainer {
   GradScaler scaler_;
   std::shared_ptr<CollapseMonitor> collapse_;
   Hooks hooks_;
+  const int64_t read_every_;
+  const bool check_before_backward_;
+  detail::PendingLosses losses_;
+  detail::TrainingSnapshot snapshot_;
+  bool snapshot_due_ = false;
+  std::optional<BadLoss> bad_;
+  int64_t epoch_first_step_ = 0;
   int64_t schedule_steps_ = 0;
   std::string last_checkpoint_;
   int64_t last_checkpoint_epoch_ = 0;
