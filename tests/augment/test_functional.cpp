@@ -99,12 +99,29 @@ TEST_CASE("bad augmentation inputs fail clearly", "[augment][errors]") {
                     Contains("expected an odd positive kernel size, got 4"));
   CHECK_THROWS_WITH(AF::resized_crop(x, torch::tensor({{0L, 0L, 14L, 5L}, {0L, 0L, 2L, 2L}}), 4),
                     Contains("expected boxes inside the 13x17 images"));
+  // The tensor path (any device; float64 here) checks the boxes where they were given.
+  CHECK_THROWS_WITH(
+      AF::resized_crop(x.to(torch::kDouble), torch::tensor({{0L, 0L, 14L, 5L}, {0L, 0L, 2L, 2L}}),
+                       4, torch::kDouble),
+      Contains("expected boxes inside the 13x17 images"));
+  CHECK_THROWS_WITH(AF::gaussian_blur(x, 3, torch::tensor({1.0, -0.5})),
+                    Contains("expected sigmas > 0"));
   CHECK_THROWS_WITH(AF::resized_crop(x, torch::zeros({2, 4}, torch::kLong), 0),
                     Contains("expected size > 0, got 0"));
   CHECK_THROWS_WITH(AF::normalize(x, {0.5}, {0.5}),
                     Contains("expected 3 means and stds for 3-channel images, got 1 and 1"));
   CHECK_THROWS_WITH(AF::adjust_brightness(x.to(torch::kLong), torch::ones({2})),
                     Contains("expected floating-point images in [0, 1], got Long"));
+}
+
+TEST_CASE("parameters reach the device as a conversion would take them", "[augment]") {
+  // On a GPU through pinned memory without blocking the host; the values are the same.
+  const auto values = torch::tensor({0.1, 2.5, -3.0}, torch::kDouble);
+  const auto moved = AF::detail::to_device(values, torch::kCPU, torch::kFloat);
+  CHECK(moved.scalar_type() == torch::kFloat);
+  CHECK(torch::equal(moved, values.to(torch::kFloat)));
+  CHECK(torch::equal(AF::detail::to_device(values.gt(0), torch::kCPU, torch::kBool),
+                     torch::tensor({true, true, false})));
 }
 
 TEST_CASE("fused CPU hue rotation equals the tensor path on every hue sector", "[augment]") {

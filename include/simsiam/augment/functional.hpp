@@ -37,13 +37,24 @@ inline void check_images(const char* where, const torch::Tensor& images) {
               images.scalar_type());
 }
 
+/// `values` in `dtype` on `device`, without making the host wait for the device: from the CPU
+/// to a GPU through pinned memory and a non-blocking copy (LibTorch's caching host allocator
+/// keeps the pinned block until the copy has run); otherwise an ordinary conversion.
+inline torch::Tensor to_device(const torch::Tensor& values, torch::Device device,
+                               torch::ScalarType dtype) {
+  if (values.device().is_cpu() && device.is_cuda()) {
+    return values.to(dtype).pin_memory().to(device, /*non_blocking=*/true);
+  }
+  return values.to(device, dtype);
+}
+
 /// Per-image factors as [B, 1, 1, 1] in the images' dtype and device.
 inline torch::Tensor per_image(const char* where, const torch::Tensor& factors,
                                const torch::Tensor& images) {
   TORCH_CHECK(factors.dim() <= 1 && (factors.numel() == 1 || factors.numel() == images.size(0)),
               where, ": expected one factor per image ([", images.size(0),
               "]) or one for all, got ", simsiam::detail::shape_string(factors));
-  return factors.to(images.options()).reshape({-1, 1, 1, 1});
+  return to_device(factors, images.device(), images.scalar_type()).reshape({-1, 1, 1, 1});
 }
 
 /// torchvision's `_blend`: ratio * a + (1 - ratio) * b, clamped to [0, 1].
@@ -331,7 +342,8 @@ inline torch::Tensor adjust_hue(const torch::Tensor& images, const torch::Tensor
   constexpr const char* kWhere = "simsiam::augment::adjust_hue";
   detail::check_images(kWhere, images);
   const auto shift = detail::per_image(kWhere, factors, images);
-  const double largest = shift.abs().max().item<double>();
+  // Checked where the factors are: no device read for factors on the CPU (the transforms').
+  const double largest = factors.abs().max().item<double>();
   TORCH_CHECK(largest <= 0.5, kWhere, ": expected hue factors in [-0.5, 0.5], got up to ", largest);
   if (images.size(1) == 1) return images;
   if (detail::cpu_float(images)) {  // one fused pass per pixel instead of ~40 tensor operations
@@ -434,7 +446,7 @@ inline torch::Tensor gaussian_blur(const torch::Tensor& images, int64_t kernel_s
               " needs images larger than ", pad, " pixels for reflect padding, got ",
               images.sizes());
   const auto sigma = detail::per_image(kWhere, sigmas, images).flatten().expand({images.size(0)});
-  TORCH_CHECK((sigma > 0).all().item<bool>(), kWhere, ": expected sigmas > 0");
+  TORCH_CHECK((sigmas > 0).all().item<bool>(), kWhere, ": expected sigmas > 0");  // where given
   const int64_t b = images.size(0), c = images.size(1);
   if (detail::cpu_float(images)) {
     const auto kernels = gaussian_kernels(kernel_size, sigma).contiguous();  // [B, k]
@@ -463,8 +475,8 @@ inline torch::Tensor horizontal_flip(const torch::Tensor& images, const torch::T
       if (flagged[n]) detail::flip_image(x, rows, width);
     });
   }
-  return torch::where(flip.to(images.device(), torch::kBool).view({-1, 1, 1, 1}), images.flip(3),
-                      images);
+  return torch::where(detail::to_device(flip, images.device(), torch::kBool).view({-1, 1, 1, 1}),
+                      images.flip(3), images);
 }
 
 /// (x - mean) / std per channel (torchvision `normalize`).
@@ -493,10 +505,12 @@ inline torch::Tensor normalize(const torch::Tensor& images, const std::vector<do
     });
     return out;
   }
-  const auto options = images.options();
-  const auto m = torch::tensor(mean, torch::kDouble).to(options).view({1, -1, 1, 1});
-  const auto s = torch::tensor(std, torch::kDouble).to(options).view({1, -1, 1, 1});
-  return (images - m) / s;
+  const auto on_device = [&](const std::vector<double>& values) {
+    return detail::to_device(torch::tensor(values, torch::kDouble), images.device(),
+                             images.scalar_type())
+        .view({1, -1, 1, 1});
+  };
+  return (images - on_device(mean)) / on_device(std);
 }
 
 namespace detail {
@@ -619,14 +633,19 @@ inline torch::Tensor resized_crop(const torch::Tensor& images, const torch::Tens
                ? detail::resized_crop_cpu<uint8_t>(images, cpu_boxes, size)
                : detail::resized_crop_cpu<float>(images, cpu_boxes, size);
   }
-  const auto box = boxes.to(images.device(), torch::kLong);
+  {  // checked where the boxes are: no device read for boxes on the CPU (the transforms')
+    const auto given = boxes.to(torch::kLong);
+    const auto top = given.select(1, 0), left = given.select(1, 1), h = given.select(1, 2),
+               w = given.select(1, 3);
+    TORCH_CHECK(
+        ((h > 0) & (w > 0) & (top >= 0) & (left >= 0) & (top + h <= height) & (left + w <= width))
+            .all()
+            .item<bool>(),
+        kWhere, ": expected boxes inside the ", height, "x", width, " images");
+  }
+  const auto box = detail::to_device(boxes, images.device(), torch::kLong);
   const auto top = box.select(1, 0), left = box.select(1, 1), h = box.select(1, 2),
              w = box.select(1, 3);
-  TORCH_CHECK(
-      ((h > 0) & (w > 0) & (top >= 0) & (left >= 0) & (top + h <= height) & (left + w <= width))
-          .all()
-          .item<bool>(),
-      kWhere, ": expected boxes inside the ", height, "x", width, " images");
   // Source coordinates as ATen's upsample_bilinear2d computes them, in float32:
   // src = (in / out) * (dst + 0.5) - 0.5, clamped at 0; neighbours i0 = floor(src), i1 = i0 + 1
   // except at the last row/column; weights l1 = src - i0, l0 = 1 - l1.

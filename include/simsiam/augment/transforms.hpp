@@ -239,7 +239,7 @@ class ColorJitter {
         if (strengths[op] == 0.0) continue;
         const auto chosen = order.select(1, position).eq(op).nonzero().flatten();
         if (chosen.numel() == 0) continue;
-        const auto index = chosen.to(images.device());
+        const auto index = functional::detail::to_device(chosen, images.device(), torch::kLong);
         const auto subset = out.index_select(0, index);
         const auto f = factors[op].index_select(0, chosen);
         torch::Tensor changed;
@@ -320,7 +320,7 @@ class RandomGrayscale {
         if (chosen[n]) functional::detail::grayscale_image(x, plane);
       });
     }
-    const auto chosen = coins.to(images.device());
+    const auto chosen = functional::detail::to_device(coins, images.device(), torch::kBool);
     const auto gray = functional::rgb_to_grayscale(images, images.size(1));
     return torch::where(chosen.view({-1, 1, 1, 1}), gray, images);
   }
@@ -459,7 +459,7 @@ class RandomApply {
     const auto chosen = detail::coin(images.size(0), p_, generator).nonzero().flatten();
     if (chosen.numel() == 0) return images;
     if (chosen.numel() == images.size(0)) return transform_(images, generator);  // no gather
-    const auto index = chosen.to(images.device());
+    const auto index = functional::detail::to_device(chosen, images.device(), torch::kLong);
     return images.index_copy(0, index, transform_(images.index_select(0, index), generator));
   }
 

@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -51,6 +52,19 @@ struct has_use_libuv : std::false_type {};
 template <class Options>
 struct has_use_libuv<Options, std::void_t<decltype(std::declval<Options&>().useLibUV)>>
     : std::true_type {};
+
+template <class Group, class = void>
+struct has_bound_device : std::false_type {};
+template <class Group>
+struct has_bound_device<Group, std::void_t<decltype(std::declval<Group&>().setBoundDeviceId(
+                                   std::optional<at::Device>()))>> : std::true_type {};
+
+/// Tells a backend its one device (LibTorch 2.3+; `init_process_group(device_id=...)`), so
+/// that it never has to guess it from the rank.
+template <class Group>
+void bind_device(Group& group, const at::Device& device) {
+  if constexpr (has_bound_device<Group>::value) group.setBoundDeviceId(device);
+}
 
 /// The TCP store's classic server. LibTorch 2.4+ asks for the libuv one by default, which builds
 /// without libuv (Debian's) refuse outright; it pays off only for thousands of ranks.
@@ -225,9 +239,12 @@ class ProcessGroup final : public Communicator {
       group_->broadcast(one, broadcast_options)->wait();
     });
   }
-  /// Waits until every rank reached this point.
+  /// Waits until every rank reached this point. NCCL is told this rank's GPU: a barrier
+  /// before any other collective would otherwise make it guess the device from the rank.
   void barrier() override {
-    run("barrier", [&] { group_->barrier()->wait(); });
+    c10d::BarrierOptions barrier_options;
+    if (backend_ == "nccl") barrier_options.device_ids = {nccl_device().index()};
+    run("barrier", [&] { group_->barrier(barrier_options)->wait(); });
   }
 
   /// The underlying c10d backend, for collectives not wrapped here.
@@ -249,14 +266,23 @@ class ProcessGroup final : public Communicator {
     });
   }
 
+  /// This rank's GPU: the device's index, or the local rank.
+  torch::Device nccl_device() const {
+    return options_.device().has_index()
+               ? options_.device()
+               : torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(options_.local_rank()));
+  }
+
   void create_nccl() {
 #if SIMSIAM_HAS_NCCL
-    c10::cuda::set_device(static_cast<c10::DeviceIndex>(
-        options_.device().has_index() ? options_.device().index() : options_.local_rank()));
+    const auto device = nccl_device();
+    c10::cuda::set_device(device.index());
     auto nccl = c10d::ProcessGroupNCCL::Options::create();
     nccl->timeout = options_.timeout();
-    group_ = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+    auto group = c10::make_intrusive<c10d::ProcessGroupNCCL>(
         store_, static_cast<int>(options_.rank()), static_cast<int>(options_.world_size()), nccl);
+    detail::bind_device(*group, device);
+    group_ = group;
 #else
     TORCH_CHECK(false, "simsiam::distributed: this build has no NCCL");
 #endif
@@ -278,10 +304,7 @@ class ProcessGroup final : public Communicator {
 
   /// The device a collective's buffer must live on: the GPU for NCCL, the tensor's own for Gloo.
   torch::Device device_for(const torch::Tensor& t) const {
-    if (backend_ != "nccl") return t.device();
-    return options_.device().has_index()
-               ? options_.device()
-               : torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(options_.local_rank()));
+    return backend_ == "nccl" ? nccl_device() : t.device();
   }
 
   /// Runs `op` on each tensor alone, or on one flattened buffer of several, copied back.

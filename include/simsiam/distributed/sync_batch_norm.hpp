@@ -48,6 +48,12 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     auto* group = reinterpret_cast<Communicator*>(group_address);
     const auto dims = reduce_dims(x);
     const int64_t channels = x.size(1);
+    const double n = static_cast<double>(x.numel() / channels);
+    // On the host, as torch.nn.SyncBatchNorm checks: every rank brings at least one value.
+    TORCH_CHECK(n > 1 || group->world_size() > 1,
+                "simsiam::distributed::SyncBatchNorm: expected more than one value per "
+                "channel over all ranks, got ",
+                n);
     const auto stats_dtype = torch::promote_types(x.scalar_type(), torch::kFloat);
     const auto xs = x.to(stats_dtype);
     // Each rank's mean and variance (two passes: no cancellation of float32 sums of squares;
@@ -55,17 +61,12 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     // mean^2 + var], with counts exact past 2^24.
     const auto local_mean = xs.mean(dims);
     const auto local_var = (xs - per_channel(local_mean, x)).square_().mean(dims);
-    const double n = static_cast<double>(x.numel() / channels);
     const auto mean64 = local_mean.to(torch::kDouble);
     std::vector<torch::Tensor> packed{
         torch::cat({torch::full({1}, n, mean64.options()), mean64 * n,
                     (local_var.to(torch::kDouble) + mean64.square()) * n})};
     group->all_reduce_sum(packed);
-    const double count = packed[0][0].item<double>();
-    TORCH_CHECK(count > 1,
-                "simsiam::distributed::SyncBatchNorm: expected more than one value per "
-                "channel over all ranks, got ",
-                count);
+    const auto count = packed[0].slice(0, 0, 1);  // [1] on the device: the host never waits
     const auto mean_all = packed[0].slice(0, 1, 1 + channels) / count;
     const auto var_all =
         (packed[0].slice(0, 1 + channels, 1 + 2 * channels) / count - mean_all.square())
@@ -78,13 +79,12 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
       if (running_mean.numel() > 0) {
         running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype()), momentum);
         running_var.mul_(1 - momentum)
-            .add_((var * (count / (count - 1))).to(running_var.dtype()), momentum);
+            .add_((var * (count / (count - 1)).to(stats_dtype)).to(running_var.dtype()), momentum);
       }
     }
     auto y = (xs - per_channel(mean, x)) * per_channel(invstd, x);
     if (weight.numel() > 0) y = y * per_channel(weight, x) + per_channel(bias, x);
-    ctx->save_for_backward({x, weight, mean, invstd});
-    ctx->saved_data["count"] = count;
+    ctx->save_for_backward({x, weight, mean, invstd, count.to(stats_dtype)});
     ctx->saved_data["group"] = group_address;
     return {y.to(x.scalar_type())};
   }
@@ -96,7 +96,7 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     const auto& weight = saved[1];
     const auto& mean = saved[2];
     const auto& invstd = saved[3];
-    const double count = ctx->saved_data["count"].toDouble();
+    const auto& count = saved[4];
     auto* group = reinterpret_cast<Communicator*>(ctx->saved_data["group"].toInt());
     const auto dims = reduce_dims(x);
     const int64_t channels = x.size(1);

@@ -129,7 +129,7 @@ class PendingLosses {
   };
 
   void add(const torch::Tensor& loss, int64_t step) {
-    losses_.push_back(loss.detach().reshape({1}).to(torch::kDouble));
+    losses_.push_back(loss.detach().reshape({1}));  // no kernel; float64 only on the host
     steps_.push_back(step);
   }
   bool empty() const { return losses_.empty(); }
@@ -138,7 +138,7 @@ class PendingLosses {
   Read read() {
     Read out;
     if (losses_.empty()) return out;
-    const auto host = torch::cat(losses_).to(torch::kCPU).contiguous();
+    const auto host = torch::cat(losses_).to(torch::kCPU).to(torch::kDouble).contiguous();
     const double* value = host.data_ptr<double>();
     out.values.assign(value, value + host.numel());
     out.steps = std::move(steps_);
