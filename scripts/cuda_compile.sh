@@ -26,7 +26,7 @@ CUDA_BUILD="$ROOT/build-cuda"
 # CUDA 12.4's nvcc accepts; SimSiam itself is compiled with g++ 14.
 CUDA_PACKAGES=(g++ cmake ninja-build binutils libtorch-cuda-dev libnccl-dev nvidia-cuda-dev
   nvidia-cuda-toolkit nvidia-cuda-toolkit-gcc libgloo-cuda-dev zlib1g-dev libturbojpeg0-dev
-  libcli11-dev)
+  libcli11-dev nlohmann-json3-dev)
 # The programs, in build order; the imagenet ones exist only with SimSiam::distributed.
 CUDA_TARGETS=(simsiam_launch augment_grid fashion_mnist imagenet_pretrain imagenet_linear_eval)
 STEPS="$CUDA_BUILD/steps.tsv"  # one "step<TAB>result<TAB>seconds" line per step

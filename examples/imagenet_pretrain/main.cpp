@@ -12,10 +12,11 @@
 //       imagenet_pretrain DATA               on each of two machines (docs/imagenet.md)
 //
 // On CUDA: mixed precision and channels_last (--no-amp, --no-channels-last to turn off); the
-// loader's threads decode and crop on the CPU into pinned memory, the rest of the augmentations
-// runs on the GPU. Every epoch writes checkpoint.pt and checkpoint_XXXX.pt (resume with --resume),
-// metrics.csv/.jsonl, metrics.png and the kNN top-1 on held-out images; at the end,
-// backbone_torchvision.pt for torchvision.models.resnet50().load_state_dict(..., strict=False).
+// loader's threads decode and crop on the CPU into pinned memory as uint8 (a quarter of the
+// bytes of float), the rest of the augmentations runs on the GPU. Every epoch writes checkpoint.pt
+// and checkpoint_XXXX.pt (resume with --resume), metrics.csv/.jsonl, metrics.png and the kNN top-1
+// on held-out images; at the end, backbone_torchvision.pt for
+// torchvision.models.resnet50().load_state_dict(..., strict=False).
 #include <CLI/CLI.hpp>
 #include <simsiam/data/folder_source.hpp>
 #include <simsiam/data/loader.hpp>
@@ -165,7 +166,16 @@ int run(Config config) {
   const std::string run_dir =
       examples::run_folder(config.out, "imagenet_pretrain", config.resume, ranks.main());
   auto options = trainer_options(config, device, ranks, run_dir);
-  if (device.is_cuda()) options.view_transform(post).view_transform_seed(loader_options.seed());
+  // On a GPU the crops travel as uint8 and become float there, before the rest of the recipe.
+  auto byte_crop = simsiam::augment::RandomResizedCrop(
+      simsiam::augment::RandomResizedCropOptions(crop.options()).dtype(torch::kByte));
+  if (device.is_cuda()) {
+    options
+        .view_transform([post = post](const torch::Tensor& views, torch::Generator& generator) {
+          return post(simsiam::augment::ToFloat()(views, generator), generator);
+        })
+        .view_transform_seed(loader_options.seed());
+  }
   const auto knn = make_knn_monitor(config, train, ranks);
   if (ranks.main()) {
     std::printf(
@@ -189,7 +199,7 @@ int run(Config config) {
   using GpuSource = simsiam::FolderSource<CropOnly>;
   const auto result =
       device.is_cuda()
-          ? train_with(GpuSource{std::move(train), simsiam::DecodedViews{crop}, CropOnly{}})
+          ? train_with(GpuSource{std::move(train), simsiam::DecodedViews{byte_crop}, CropOnly{}})
           : train_with(CpuSource{std::move(train), simsiam::DecodedViews{crop}, post});
   if (!ranks.main()) return 0;
   simsiam::save_torchvision_backbone(*model->backbone(), run_dir + "/backbone_torchvision.pt");

@@ -114,6 +114,25 @@ TEST_CASE("bad augmentation inputs fail clearly", "[augment][errors]") {
                     Contains("expected floating-point images in [0, 1], got Long"));
 }
 
+TEST_CASE("uint8 crops are the float crops times 255, rounded to the nearest", "[augment]") {
+  auto generator = at::detail::createCPUGenerator(3);
+  const auto u8 = torch::randint(0, 256, {2, 3, 13, 17}, generator, torch::kLong).to(torch::kByte);
+  const auto boxes = torch::tensor({{1L, 2L, 9L, 11L}, {0L, 0L, 13L, 17L}});
+  const auto as_float = AF::resized_crop(u8, boxes, 8);
+  const auto as_byte = AF::resized_crop(u8, boxes, 8, torch::kByte);
+  CHECK(as_byte.scalar_type() == torch::kByte);
+  CHECK(torch::equal(as_byte, as_float.mul(255).round().to(torch::kByte)));
+  // Within half a level of the exact bilinear value (float64, on the raw 0-255 values).
+  const auto exact = AF::resized_crop(u8.to(torch::kDouble), boxes, 8, torch::kDouble);
+  CHECK((as_byte.to(torch::kDouble) - exact).abs().max().item<double>() <= 0.5 + 1e-4);
+  // The tensor path (the GPU's) gives the same bytes.
+  CHECK(torch::equal(
+      AF::resized_crop(u8.transpose(2, 3).contiguous().transpose(2, 3), boxes, 8, torch::kByte),
+      as_byte));
+  CHECK_THROWS_WITH(AF::resized_crop(as_float, boxes, 4, torch::kByte),
+                    Contains("expected uint8 images for uint8 crops, got Float"));
+}
+
 TEST_CASE("parameters reach the device as a conversion would take them", "[augment]") {
   // On a GPU through pinned memory without blocking the host; the values are the same.
   const auto values = torch::tensor({0.1, 2.5, -3.0}, torch::kDouble);

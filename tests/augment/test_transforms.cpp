@@ -234,7 +234,20 @@ TEST_CASE("bad augmentation options fail at construction", "[augment][errors]") 
   CHECK_THROWS_WITH(A::RandomResizedCrop(8)(torch::rand({2, 4, 8, 8}), gen),
                     Contains("expected images [B, C, H, W] with C = 1 or 3, got [2, 4, 8, 8]"));
   CHECK_THROWS_WITH(A::RandomResizedCrop(8, {0.2, 1.0}, {0.75, 1.33}, torch::kLong),
-                    Contains("expected a floating-point output dtype, got Long"));
+                    Contains("expected a floating-point or uint8 output dtype, got Long"));
+}
+
+TEST_CASE("ToFloat turns uint8 into [0, 1] and leaves floating-point images alone", "[augment]") {
+  auto gen = generator(0);
+  const auto u8 = torch::tensor({0, 51, 255}, torch::kByte).view({1, 1, 1, 3});
+  CHECK(torch::equal(A::ToFloat()(u8, gen), torch::tensor({0.0f, 0.2f, 1.0f}).view({1, 1, 1, 3})));
+  CHECK(A::ToFloat(torch::kDouble)(u8, gen).scalar_type() == torch::kDouble);
+  const auto x = torch::rand({1, 1, 2, 2});
+  CHECK(A::ToFloat()(x, gen).is_same(x));
+  CHECK_THROWS_WITH(A::ToFloat(torch::kByte),
+                    Contains("expected a floating-point dtype, got Byte"));
+  CHECK_THROWS_WITH(A::ToFloat()(u8.to(torch::kInt), gen),
+                    Contains("expected uint8 or floating-point images, got Int"));
 }
 
 TEST_CASE("ColorJitter's fused CPU path equals its tensor path for the same draws", "[augment]") {

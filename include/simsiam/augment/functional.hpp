@@ -606,7 +606,8 @@ torch::Tensor resized_crop_cpu(const torch::Tensor& images, const torch::Tensor&
 /// Crop boxes (top, left, height, width) in pixels, one row per image: int64 [B, 4].
 /// Crops each image to its box and resizes it to size x size with bilinear interpolation,
 /// `align_corners=false` and no antialiasing: torchvision `resized_crop` on tensors. Accepts
-/// uint8 or float images; returns float images in [0, 1] (uint8 values are divided by 255).
+/// uint8 or float images; returns float images in [0, 1] (uint8 values are divided by 255), or
+/// with `dtype` uint8 (uint8 images only) the same values times 255, rounded to the nearest.
 inline torch::Tensor resized_crop(const torch::Tensor& images, const torch::Tensor& boxes,
                                   int64_t size, torch::ScalarType dtype = torch::kFloat) {
   constexpr const char* kWhere = "simsiam::augment::resized_crop";
@@ -616,6 +617,15 @@ inline torch::Tensor resized_crop(const torch::Tensor& images, const torch::Tens
   TORCH_CHECK(boxes.dim() == 2 && boxes.size(0) == images.size(0) && boxes.size(1) == 4, kWhere,
               ": expected boxes [", images.size(0), ", 4] (top, left, height, width), got ",
               simsiam::detail::shape_string(boxes));
+  if (dtype == torch::kByte) {
+    TORCH_CHECK(images.scalar_type() == torch::kByte, kWhere,
+                ": expected uint8 images for uint8 crops, got ", images.scalar_type());
+    return resized_crop(images, boxes, size, torch::kFloat)
+        .mul_(255.0f)
+        .round_()
+        .clamp_(0.0f, 255.0f)
+        .to(torch::kByte);
+  }
   const int64_t height = images.size(2), width = images.size(3);
   const bool fused =
       images.device().is_cpu() && images.is_contiguous() && dtype == torch::kFloat &&

@@ -63,8 +63,11 @@ struct RandomResizedCropOptions {
   TORCH_ARG(Range, scale) = Range{0.08, 1.0};
   /// Range of the crop's aspect ratio (width / height), drawn log-uniformly.
   TORCH_ARG(Range, ratio) = Range{3.0 / 4.0, 4.0 / 3.0};
-  /// Floating-point type of the output (and so of the rest of a pipeline): float32 by default,
-  /// e.g. half on CUDA. The fused CPU loops serve float32; other types take the tensor path.
+  /// Type of the output (and so of the rest of a pipeline): float32 by default, e.g. half on
+  /// CUDA; or uint8 for uint8 images, values rounded as PIL's resize keeps them, so that crops
+  /// made on the CPU travel to a GPU in a quarter of the bytes (the device pipeline then starts
+  /// with `ToFloat`). The fused CPU loops serve float32 and uint8; other types take the tensor
+  /// path.
   TORCH_ARG(torch::ScalarType, dtype) = torch::kFloat;
 
  public:
@@ -72,8 +75,8 @@ struct RandomResizedCropOptions {
   void check() const {
     constexpr const char* kWhere = "simsiam::augment::RandomResizedCrop";
     TORCH_CHECK(size() > 0, kWhere, ": expected size > 0, got ", size());
-    TORCH_CHECK(c10::isFloatingType(dtype()), kWhere,
-                ": expected a floating-point output dtype, got ", dtype());
+    TORCH_CHECK(c10::isFloatingType(dtype()) || dtype() == torch::kByte, kWhere,
+                ": expected a floating-point or uint8 output dtype, got ", dtype());
     detail::check_range(kWhere, "scale", scale(), 0.0);
     TORCH_CHECK(scale().second > 0.0, kWhere, ": expected scale high > 0");
     detail::check_range(kWhere, "ratio", ratio(), 1e-12);
@@ -83,7 +86,7 @@ struct RandomResizedCropOptions {
 /// torchvision's RandomResizedCrop: area fraction ~ U(scale), log aspect ratio ~ U(log ratio),
 /// 10 tries per image, else a centre crop clamped to the ratio range; then a bilinear resize to
 /// size x size. Takes uint8 or float [B, C, H, W] (or a list of images of different sizes) and
-/// returns [B, C, size, size] in [0, 1] as `dtype` (float32 by default).
+/// returns [B, C, size, size] in [0, 1] as `dtype` (float32 by default; uint8 in 0-255).
 class RandomResizedCrop {
  public:
   explicit RandomResizedCrop(const RandomResizedCropOptions& options)
@@ -423,6 +426,27 @@ struct NormalizeOptions {
                 " means and ", std().size(), " stds");
     for (double s : std()) TORCH_CHECK(s > 0, kWhere, ": expected positive stds, got ", s);
   }
+};
+
+/// uint8 images to floating point in [0, 1] (x / 255, torchvision's
+/// `ConvertImageDtype(torch.float)`); floating-point images pass unchanged. Draws nothing: the
+/// first step of a device pipeline fed uint8 crops.
+class ToFloat {
+ public:
+  explicit ToFloat(torch::ScalarType dtype = torch::kFloat) : dtype_(dtype) {
+    TORCH_CHECK(c10::isFloatingType(dtype), "simsiam::augment::ToFloat: expected a floating-point ",
+                "dtype, got ", dtype);
+  }
+  torch::Tensor operator()(const torch::Tensor& images, torch::Generator& /*generator*/) const {
+    if (images.is_floating_point()) return images;
+    TORCH_CHECK(images.scalar_type() == torch::kByte,
+                "simsiam::augment::ToFloat: expected uint8 or floating-point images, got ",
+                images.scalar_type());
+    return images.to(dtype_).div_(255.0);
+  }
+
+ private:
+  torch::ScalarType dtype_;
 };
 
 /// torchvision's Normalize: (x - mean) / std per channel. Draws nothing.
