@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSD-3-Clause
 // Input pipeline throughput: JPEG decode + RandomResizedCrop(224) + flip, two views per image,
-// through simsiam::Loader with 1 and 2 worker threads, with and without DCT-scaled decoding.
+// through simsiam::Loader with 1 and 2 worker threads, with and without DCT-scaled decoding,
+// as float32 crops flipped on the CPU (the CPU path) or bare uint8 crops (what a GPU is fed).
 // The folder (10 classes x 24 JPEGs of 500x375, quality 90, photo-like content) is generated
 // on first use at $SIMSIAM_BENCH_FOLDER (default /tmp/simsiam_bench_jpegs); the torchvision
 // reference (benchmarks/bench_data_reference.py) reads the same folder.
@@ -47,19 +48,26 @@ std::string bench_folder() {
   return root;
 }
 
-void BM_LoaderTwoViews224(benchmark::State& state) {
+/// Keeps the crops as they are: a GPU run flips (and the rest) on the device.
+struct CropOnly {
+  torch::Tensor operator()(const torch::Tensor& views, torch::Generator& /*generator*/) const {
+    return views;
+  }
+};
+
+template <class Post>
+void run_loader(benchmark::State& state, Post post, torch::ScalarType dtype) {
   const auto workers = state.range(0);
   const bool scaled = state.range(1) != 0;
-  using Post = A::Compose<A::RandomHorizontalFlip>;
   using Source = simsiam::FolderSource<Post>;
   simsiam::LoaderOptions options;
   options.batch_size(24);
   options.workers(workers);
-  simsiam::Loader<Source> loader(
-      Source{simsiam::ImageFolder(bench_folder()),
-             simsiam::DecodedViews{A::RandomResizedCrop(224, {0.2, 1.0}), scaled},
-             Post(A::RandomHorizontalFlip(0.5))},
-      options);
+  const auto crop =
+      A::RandomResizedCrop(A::RandomResizedCropOptions(224).scale({0.2, 1.0}).dtype(dtype));
+  simsiam::Loader<Source> loader(Source{simsiam::ImageFolder(bench_folder()),
+                                        simsiam::DecodedViews{crop, scaled}, std::move(post)},
+                                 options);
   int64_t images = 0, epoch = 0;
   for (auto _ : state) {
     loader.set_epoch(epoch++);
@@ -72,11 +80,27 @@ void BM_LoaderTwoViews224(benchmark::State& state) {
   state.counters["wait_fraction"] = loader.stats().wait_fraction();
 }
 
+/// The CPU path: float32 crops, flipped on the loader's threads.
+void BM_LoaderTwoViews224(benchmark::State& state) {
+  run_loader(state, A::Compose<A::RandomHorizontalFlip>(A::RandomHorizontalFlip(0.5)),
+             torch::kFloat);
+}
+
+/// What a GPU is fed: uint8 crops, nothing else on the CPU.
+void BM_LoaderTwoViews224Uint8(benchmark::State& state) {
+  run_loader(state, CropOnly{}, torch::kByte);
+}
+
 }  // namespace
 
 BENCHMARK(BM_LoaderTwoViews224)
     ->ArgNames({"workers", "scaled_decode"})
     ->ArgsProduct({{1, 2}, {0, 1}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LoaderTwoViews224Uint8)
+    ->ArgNames({"workers", "scaled_decode"})
+    ->ArgsProduct({{1, 2}, {1}})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -114,17 +114,20 @@ TEST_CASE("bad augmentation inputs fail clearly", "[augment][errors]") {
                     Contains("expected floating-point images in [0, 1], got Long"));
 }
 
-TEST_CASE("uint8 crops are the float crops times 255, rounded to the nearest", "[augment]") {
+TEST_CASE("uint8 crops are the bilinear blend of the raw values, rounded", "[augment]") {
   auto generator = at::detail::createCPUGenerator(3);
   const auto u8 = torch::randint(0, 256, {2, 3, 13, 17}, generator, torch::kLong).to(torch::kByte);
   const auto boxes = torch::tensor({{1L, 2L, 9L, 11L}, {0L, 0L, 13L, 17L}});
   const auto as_float = AF::resized_crop(u8, boxes, 8);
   const auto as_byte = AF::resized_crop(u8, boxes, 8, torch::kByte);
   CHECK(as_byte.scalar_type() == torch::kByte);
-  CHECK(torch::equal(as_byte, as_float.mul(255).round().to(torch::kByte)));
-  // Within half a level of the exact bilinear value (float64, on the raw 0-255 values).
+  // The float32 blend of the raw 0-255 values, rounded: within half a level of the exact
+  // (float64) bilinear value, and at most one level from the float crop times 255.
+  const auto raw = AF::resized_crop(u8.to(torch::kFloat), boxes, 8);
+  CHECK(torch::equal(as_byte, (raw + 0.5f).floor().to(torch::kByte)));
   const auto exact = AF::resized_crop(u8.to(torch::kDouble), boxes, 8, torch::kDouble);
   CHECK((as_byte.to(torch::kDouble) - exact).abs().max().item<double>() <= 0.5 + 1e-4);
+  CHECK((as_byte.to(torch::kFloat) - as_float * 255).abs().max().item<float>() <= 0.5f + 1e-3f);
   // The tensor path (the GPU's) gives the same bytes.
   CHECK(torch::equal(
       AF::resized_crop(u8.transpose(2, 3).contiguous().transpose(2, 3), boxes, 8, torch::kByte),

@@ -142,7 +142,7 @@ TEST_CASE("crops decode at a reduced DCT scale when they allow it, with the same
     CHECK((a1 - b1).abs().mean().item<float>() < 0.02f);  // same crop, decoded smaller
     CHECK((a2 - b2).abs().mean().item<float>() < 0.02f);
   }
-  // uint8 crops (to send to a GPU): the float crops times 255, rounded.
+  // uint8 crops (to send to a GPU): the same crops, within rounding of the float ones x 255.
   const simsiam::DecodedViews bytes_out{
       A::RandomResizedCrop(A::RandomResizedCropOptions(32).scale({0.2, 1.0}).dtype(torch::kByte)),
       true};
@@ -150,8 +150,8 @@ TEST_CASE("crops decode at a reduced DCT scale when they allow it, with the same
   const auto [c1, c2] = bytes_out(bytes, "photo", g3);
   const auto [d1, d2] = scaled(bytes, "photo", g4);
   CHECK(c1.scalar_type() == torch::kByte);
-  CHECK(torch::equal(c1, d1.mul(255).round().to(torch::kByte)));
-  CHECK(torch::equal(c2, d2.mul(255).round().to(torch::kByte)));
+  CHECK((c1.to(torch::kFloat) - d1 * 255).abs().max().item<float>() <= 0.5f + 1e-3f);
+  CHECK((c2.to(torch::kFloat) - d2 * 255).abs().max().item<float>() <= 0.5f + 1e-3f);
   // Only the fast scales: 300 px for 224 stays at full size; 450 px takes 1/2; 2000 px 1/8.
   CHECK(simsiam::jpeg_eighths(torch::tensor({{0, 0, 300, 400}}, torch::kLong), 224) == 8);
   CHECK(simsiam::jpeg_eighths(torch::tensor({{0, 0, 450, 500}}, torch::kLong), 224) == 4);

@@ -534,15 +534,19 @@ inline void crop_axis(int64_t start, int64_t extent, int64_t size, int64_t* i0, 
   }
 }
 
-/// `resized_crop` on the CPU for contiguous uint8 or float32 input (float32 output): each output
-/// row blends two source rows resampled horizontally, and consecutive output rows mostly reuse
-/// them. Same arithmetic, in the same order, as the tensor path.
-template <class T>
+/// `resized_crop` on the CPU for contiguous uint8 or float32 input and float32 output, or uint8
+/// input and output (`Out` uint8: the blend of the raw values rounded half up, as PIL's
+/// fixed-point resampling rounds): each output row blends two source rows resampled horizontally,
+/// and consecutive output rows mostly reuse them. Same arithmetic, in the same order, as the tensor
+/// path.
+template <class T, class Out = float>
 torch::Tensor resized_crop_cpu(const torch::Tensor& images, const torch::Tensor& boxes,
                                int64_t size) {
+  constexpr bool kBytesOut = std::is_same_v<Out, uint8_t>;
+  static_assert(!kBytesOut || std::is_same_v<T, uint8_t>, "uint8 crops come from uint8 images");
   const int64_t b = images.size(0), c = images.size(1), height = images.size(2),
                 width = images.size(3);
-  auto out = torch::empty({b, c, size, size}, torch::kFloat);
+  auto out = torch::empty({b, c, size, size}, kBytesOut ? torch::kByte : torch::kFloat);
   std::vector<int64_t> y0(b * size), y1(b * size), x0(b * size), x1(b * size);
   std::vector<float> ly0(b * size), ly1(b * size), lx0(b * size), lx1(b * size);
   const auto box = boxes.accessor<int64_t, 2>();
@@ -552,17 +556,17 @@ torch::Tensor resized_crop_cpu(const torch::Tensor& images, const torch::Tensor&
     crop_axis(box[n][1], box[n][3], size, &x0[at], &x1[at], &lx0[at], &lx1[at]);
   }
   const T* in = images.data_ptr<T>();
-  float* dst = out.data_ptr<float>();
+  Out* dst = out.data_ptr<Out>();
   const int64_t *y0p = y0.data(), *y1p = y1.data(), *x0p = x0.data(), *x1p = x1.data();
   const float *fy0p = ly0.data(), *fy1p = ly1.data(), *fx0p = lx0.data(), *fx1p = lx1.data();
-  const float scale = std::is_same_v<T, uint8_t> ? 1.0f / 255.0f : 1.0f;
+  const float scale = std::is_same_v<T, uint8_t> && !kBytesOut ? 1.0f / 255.0f : 1.0f;
   at::parallel_for(0, b * c, 1, [&](int64_t begin, int64_t end) {
     // Two source rows resampled horizontally; consecutive output rows mostly share them.
     std::vector<float> buffer(static_cast<size_t>(2 * size));
     for (int64_t plane = begin; plane < end; ++plane) {
       const int64_t n = plane / c;
       const T* src = in + plane * height * width;
-      float* o = dst + plane * size * size;
+      Out* o = dst + plane * size * size;
       const int64_t *ya = y0p + n * size, *yb = y1p + n * size, *xa = x0p + n * size,
                     *xb = x1p + n * size;
       const float *fy0 = fy0p + n * size, *fy1 = fy1p + n * size, *fx0 = fx0p + n * size,
@@ -592,9 +596,18 @@ torch::Tensor resized_crop_cpu(const torch::Tensor& images, const torch::Tensor&
           bottom_y = yb[oy];
         }
         const float* lower = yb[oy] == ya[oy] ? top : bottom;
-        float* out_row = o + oy * size;
+        Out* out_row = o + oy * size;
         const float w0 = fy0[oy], w1 = fy1[oy];
-        for (int64_t ox = 0; ox < size; ++ox) out_row[ox] = w0 * top[ox] + w1 * lower[ox];
+        for (int64_t ox = 0; ox < size; ++ox) {
+          const float value = w0 * top[ox] + w1 * lower[ox];
+          if constexpr (kBytesOut) {
+            // value in [0, 255]: + 0.5 then truncation rounds half up (vectorised; nearbyint is
+            // a libm call per pixel, slower than the whole decode).
+            out_row[ox] = static_cast<uint8_t>(std::min(value + 0.5f, 255.0f));
+          } else {
+            out_row[ox] = value;
+          }
+        }
       }
     }
   });
@@ -607,7 +620,8 @@ torch::Tensor resized_crop_cpu(const torch::Tensor& images, const torch::Tensor&
 /// Crops each image to its box and resizes it to size x size with bilinear interpolation,
 /// `align_corners=false` and no antialiasing: torchvision `resized_crop` on tensors. Accepts
 /// uint8 or float images; returns float images in [0, 1] (uint8 values are divided by 255), or
-/// with `dtype` uint8 (uint8 images only) the same values times 255, rounded to the nearest.
+/// with `dtype` uint8 (uint8 images only) the blend of the raw 0-255 values rounded half up, as
+/// PIL's resize keeps its images in uint8.
 inline torch::Tensor resized_crop(const torch::Tensor& images, const torch::Tensor& boxes,
                                   int64_t size, torch::ScalarType dtype = torch::kFloat) {
   constexpr const char* kWhere = "simsiam::augment::resized_crop";
@@ -617,18 +631,12 @@ inline torch::Tensor resized_crop(const torch::Tensor& images, const torch::Tens
   TORCH_CHECK(boxes.dim() == 2 && boxes.size(0) == images.size(0) && boxes.size(1) == 4, kWhere,
               ": expected boxes [", images.size(0), ", 4] (top, left, height, width), got ",
               simsiam::detail::shape_string(boxes));
-  if (dtype == torch::kByte) {
-    TORCH_CHECK(images.scalar_type() == torch::kByte, kWhere,
-                ": expected uint8 images for uint8 crops, got ", images.scalar_type());
-    return resized_crop(images, boxes, size, torch::kFloat)
-        .mul_(255.0f)
-        .round_()
-        .clamp_(0.0f, 255.0f)
-        .to(torch::kByte);
-  }
+  const bool bytes_out = dtype == torch::kByte;
+  TORCH_CHECK(!bytes_out || images.scalar_type() == torch::kByte, kWhere,
+              ": expected uint8 images for uint8 crops, got ", images.scalar_type());
   const int64_t height = images.size(2), width = images.size(3);
   const bool fused =
-      images.device().is_cpu() && images.is_contiguous() && dtype == torch::kFloat &&
+      images.device().is_cpu() && images.is_contiguous() && (dtype == torch::kFloat || bytes_out) &&
       (images.scalar_type() == torch::kByte || images.scalar_type() == torch::kFloat);
   if (fused) {  // checks and coordinates in plain loops: no tensor operations per image
     const auto cpu_boxes = boxes.to(torch::kCPU, torch::kLong).contiguous();
@@ -639,6 +647,7 @@ inline torch::Tensor resized_crop(const torch::Tensor& images, const torch::Tens
                   kWhere, ": expected boxes inside the ", height, "x", width, " images, got (",
                   box[n][0], ", ", box[n][1], ", ", box[n][2], ", ", box[n][3], ") for image ", n);
     }
+    if (bytes_out) return detail::resized_crop_cpu<uint8_t, uint8_t>(images, cpu_boxes, size);
     return images.scalar_type() == torch::kByte
                ? detail::resized_crop_cpu<uint8_t>(images, cpu_boxes, size)
                : detail::resized_crop_cpu<float>(images, cpu_boxes, size);
@@ -672,10 +681,11 @@ inline torch::Tensor resized_crop(const torch::Tensor& images, const torch::Tens
   const auto [y0, y1, ly0, ly1] = axis(top, h);
   const auto [x0, x1, lx0, lx1] = axis(left, w);
   const int64_t b = images.size(0), c = images.size(1);
+  const auto compute = bytes_out ? torch::kFloat : dtype;  // uint8 crops: raw values, rounded
   const auto as_float = [&](const torch::Tensor& t) {
-    return images.is_floating_point() ? t.to(dtype) : t.to(dtype).div_(255.0);
+    return images.is_floating_point() || bytes_out ? t.to(compute) : t.to(compute).div_(255.0);
   };
-  const auto out_type = torch::TensorOptions().dtype(dtype).device(images.device());
+  const auto out_type = torch::TensorOptions().dtype(compute).device(images.device());
   const auto rows = [&](const torch::Tensor& index) {  // [B, C, S, W]
     return images.gather(2, index.view({b, 1, size, 1}).expand({b, c, size, width}));
   };
@@ -687,8 +697,9 @@ inline torch::Tensor resized_crop(const torch::Tensor& images, const torch::Tens
              wx1 = lx1.to(out_type).view({b, 1, 1, size});
   const auto top_row = wx0 * cols(r0, x0) + wx1 * cols(r0, x1);
   const auto bottom_row = wx0 * cols(r1, x0) + wx1 * cols(r1, x1);
-  return ly0.to(out_type).view({b, 1, size, 1}) * top_row +
-         ly1.to(out_type).view({b, 1, size, 1}) * bottom_row;
+  auto out = ly0.to(out_type).view({b, 1, size, 1}) * top_row +
+             ly1.to(out_type).view({b, 1, size, 1}) * bottom_row;
+  return bytes_out ? out.add_(0.5f).floor_().clamp_(0.0f, 255.0f).to(torch::kByte) : out;
 }
 
 }  // namespace simsiam::augment::functional
