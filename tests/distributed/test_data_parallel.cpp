@@ -294,10 +294,10 @@ TEST_CASE("a non-finite loss on one rank stops both with the same error",
     // Per-rank BatchNorm: rank 0's own loss stays finite, only the mean over ranks is not.
     ShardedRun run(rank, &group, "", 1, /*sync_batch_norm=*/false);
     try {
-      // Rank 1's weights turn NaN after the broadcast from rank 0, when training begins.
+      // Rank 1's weights turn NaN after the broadcast from rank 0, as the first epoch begins.
       struct Poison : simsiam::Hook {
         explicit Poison(bool on) : on(on) {}
-        void on_train_begin(simsiam::TrainState& state) override {
+        void on_epoch_begin(simsiam::TrainState& state) override {
           if (!on) return;
           torch::NoGradGuard no_grad;
           state.model->parameters()[0].fill_(std::numeric_limits<float>::quiet_NaN());

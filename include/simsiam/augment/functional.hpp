@@ -538,7 +538,8 @@ inline void crop_axis(int64_t start, int64_t extent, int64_t size, int64_t* i0, 
 /// input and output (`Out` uint8: the blend of the raw values rounded half up, as PIL's
 /// fixed-point resampling rounds): each output row blends two source rows resampled horizontally,
 /// and consecutive output rows mostly reuse them. Same arithmetic, in the same order, as the tensor
-/// path.
+/// path (within a rounding where the compiler fuses multiply-adds, e.g. -march with FMA: a uint8
+/// value then differs by one level at most).
 template <class T, class Out = float>
 torch::Tensor resized_crop_cpu(const torch::Tensor& images, const torch::Tensor& boxes,
                                int64_t size) {

@@ -49,11 +49,12 @@ struct SyncBatchNormFunction : public torch::autograd::Function<SyncBatchNormFun
     const auto dims = reduce_dims(x);
     const int64_t channels = x.size(1);
     const double n = static_cast<double>(x.numel() / channels);
-    // On the host, as torch.nn.SyncBatchNorm checks: every rank brings at least one value.
-    TORCH_CHECK(n > 1 || group->world_size() > 1,
-                "simsiam::distributed::SyncBatchNorm: expected more than one value per "
-                "channel over all ranks, got ",
-                n);
+    // On the host: with at least one value per channel on each of two or more ranks, the ranks
+    // hold more than one together (torch.nn.SyncBatchNorm checks the same way).
+    TORCH_CHECK(n >= 1,
+                "simsiam::distributed::SyncBatchNorm: expected at least one value per channel "
+                "on each rank, got an input of shape ",
+                x.sizes());
     const auto stats_dtype = torch::promote_types(x.scalar_type(), torch::kFloat);
     const auto xs = x.to(stats_dtype);
     // Each rank's mean and variance (two passes: no cancellation of float32 sums of squares;

@@ -244,7 +244,6 @@ class Trainer {
         replicas_.attach(*model_, options_.sync_batch_norm(), options_.data_parallel());
     bad_.reset();  // from an earlier call that failed
     losses_ = detail::PendingLosses();
-    if (!check_before_backward_) take_snapshot(state);
     // Rank 0's run folder decides for all: the others join its checkpoint agreement even when
     // they were given no folder.
     const bool checkpoints = replicas_.any(replicas_.is_main() && !options_.run_dir().empty());
@@ -252,6 +251,8 @@ class Trainer {
     try {
       for (auto& hook : hooks) hook->on_train_begin(state);
       agree_on_stop(state);
+      // The state to go back to before the first read: after the hooks (they may load weights).
+      if (!check_before_backward_) take_snapshot(state);
       for (int64_t epoch = state.start_epoch; epoch < options_.epochs() && !state.stop; ++epoch) {
         if (!train_epoch(state, hooks, *attached, epoch, started)) break;  // stopped mid-epoch
         result.epochs_completed = epoch + 1;
@@ -303,12 +304,12 @@ class Trainer {
       if (state.stop && replicas_.size() == 1) break;  // several ranks agree at the next step
     }
     read_losses(state, timer);
+    attached.align_buffers();    // before anything evaluates, saves or copies them
     if (replicas_.size() > 1) {  // the ranks' verdicts on their last losses, and the epoch mean
       const auto agreed = agree(state, true, state.epoch_loss);
       state.epoch_loss = agreed.sum / static_cast<double>(replicas_.size());
     }
     if (state.stop && state.step_in_epoch < state.steps_per_epoch) return false;
-    attached.align_buffers();  // before anything evaluates or saves them
     state.seconds = seconds_since(started);
     for (auto& hook : hooks) hook->on_epoch_end(state);
     agree_on_stop(state);
@@ -653,7 +654,8 @@ class Trainer {
     std::vector<torch::Tensor> finite;
     for (const auto& item : params)
       finite.push_back(torch::isfinite(item.value()).all().reshape({1}));
-    const auto flags = torch::cat(finite).to(torch::kCPU);  // one read for all of them
+    // One read for all of them.
+    const auto flags = finite.empty() ? torch::Tensor() : torch::cat(finite).to(torch::kCPU);
     for (size_t i = 0; i < params.size(); ++i) {
       TORCH_CHECK(flags[static_cast<int64_t>(i)].template item<bool>(),
                   "simsiam::Trainer: parameter '", params[i].key(),
